@@ -1,0 +1,161 @@
+"""The command line: `execute-code [CODE] [flags] [-- service args]`.
+
+Parses flags into a `Config`, runs the pipeline, and turns every failure into
+the contract's exit code with one `error:` line.
+"""
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from runner import log, pipeline
+from runner.config import DEFAULT_PORT, RESTART_POLICIES, Config, env_path
+from runner.errors import RunnerError, Stopped, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that fails with the contract's `error:` line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `execute-code --help`)")
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be a number, got {value!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {port}")
+    return port
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {value!r}") from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"seconds cannot be negative, got {value}")
+    return seconds
+
+
+def _count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"cannot be negative, got {value}")
+    return count
+
+
+def _signal(value: str) -> signal.Signals:
+    name = value.upper()
+    if name.isdigit():
+        try:
+            return signal.Signals(int(name))
+        except ValueError:
+            pass
+    else:
+        name = name if name.startswith("SIG") else "SIG" + name
+        if name in signal.Signals.__members__:
+            return signal.Signals[name]
+    raise argparse.ArgumentTypeError(f"unknown signal {value!r} (try TERM, INT, QUIT, HUP)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags; each help text says its environment variable where it has one."""
+    p = _Parser(
+        prog="execute-code",
+        description="Fetch service code, install its dependencies and serve it supervised.",
+        epilog="Exit codes: 0 ok, 2 usage, 3 code not resolved, 4 dependency step failed, "
+        "5 service not kept running, else the service's status (128+N for signal N).",
+    )
+    p.add_argument("code", nargs="?", help="folder, .py script, VCS URL, lab key or URL "
+                   "(default: $EXECUTE_CODE)")
+    p.add_argument("service_args", nargs="*", help="arguments for the service, after `--`")
+    p.add_argument("--port", type=_port, help=f"service port, passed as $PORT "
+                   f"(default: $PORT or {DEFAULT_PORT})")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--requirements-only", action="store_true",
+                      help="install dependencies, then exit (for RUN in a Dockerfile)")
+    mode.add_argument("--code-only", action="store_true",
+                      help="skip installing dependencies (for CMD in a prepared image)")
+    p.add_argument("--keep-going", action="store_true",
+                   help="go on after a failed install step, with a warning")
+    p.add_argument("--stop-signal", type=_signal, default=signal.SIGTERM,
+                   help="signal the service gets when the runner is stopped (default: TERM)")
+    p.add_argument("--stop-timeout", type=_seconds, default=30.0,
+                   help="seconds to wait after the stop signal before SIGKILL (default: 30)")
+    p.add_argument("--restart", choices=RESTART_POLICIES, default="on-failure",
+                   help="when to restart the service (default: on-failure)")
+    p.add_argument("--max-restarts", type=_count, default=5,
+                   help="quick failures in a row before giving up with exit 5 (default: 5)")
+    p.add_argument("--ready-timeout", type=_seconds,
+                   help="exit 5 if the port is not open after this many seconds (default: wait)")
+    p.add_argument("--cache-dir", type=Path,
+                   help="keep checkouts, downloads and environments here ($RUNNER_CACHE_DIR)")
+    p.add_argument("--network-timeout", type=_seconds,
+                   help="seconds before a silent remote is given up ($RUNNER_NETWORK_TIMEOUT, "
+                   "default: 120)")
+    return p
+
+
+def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
+    """Flags win over environment variables, which win over defaults."""
+    args = build_parser().parse_args(list(argv))
+    port = args.port
+    if port is None:
+        port = _port(environ["PORT"]) if environ.get("PORT") else DEFAULT_PORT
+    cache_dir = args.cache_dir or env_path(environ, "RUNNER_CACHE_DIR")
+    timeout = args.network_timeout
+    if timeout is None:
+        timeout = _seconds(environ.get("RUNNER_NETWORK_TIMEOUT") or "120")
+    return Config(
+        code=args.code or environ.get("EXECUTE_CODE") or None,
+        service_args=args.service_args,
+        port=port,
+        requirements_only=args.requirements_only,
+        code_only=args.code_only,
+        keep_going=args.keep_going,
+        stop_signal=args.stop_signal,
+        stop_timeout=args.stop_timeout,
+        restart=args.restart,
+        max_restarts=args.max_restarts,
+        ready_timeout=args.ready_timeout,
+        cache_dir=cache_dir.absolute() if cache_dir else None,
+        envs_dir=env_path(environ, "RUNNER_ENVS_DIR"),
+        network_timeout=timeout,
+        runner_python=env_path(environ, "RUNNER_PYTHON"),
+        resources_path=env_path(environ, "RESOURCES_PATH") or Path("/resources"),
+        workspace_home=env_path(environ, "WORKSPACE_HOME") or Path("/workspace"),
+    )
+
+
+def _raise_stopped(signum: int, _frame: object) -> None:
+    raise Stopped(signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the pipeline; return the contract's exit code."""
+    previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        config = parse(sys.argv[1:] if argv is None else argv, os.environ)
+        return pipeline.run(config)
+    except RunnerError as exc:
+        log.error(str(exc))
+        return exc.exit_code
+    except argparse.ArgumentTypeError as exc:
+        log.error(f"{exc} (see `execute-code --help`)")
+        return UsageError.exit_code
+    except Stopped as exc:
+        log.info(f"stopped by {signal.Signals(exc.signum).name} before the service started")
+        return exc.exit_code
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

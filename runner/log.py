@@ -1,0 +1,59 @@
+"""The runner's own output: marked, timestamped lines on stderr, secrets redacted.
+
+The service's output never passes through here: it reaches stdout unchanged.
+Everything the runner itself prints does, so that a token registered with
+`add_secret` (or written as URL userinfo) can never reach a log line.
+"""
+
+import re
+import sys
+import time
+
+PREFIX = "runner"
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+_secrets: set[str] = set()
+
+
+def add_secret(value: str | None) -> None:
+    """Remember a value that must be printed as `***` wherever it appears."""
+    if value and len(value) >= 3:
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Hide URL credentials and every registered secret."""
+    text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}***@", text)
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _stamp() -> str:
+    now = time.time()
+    return time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+
+
+def _write(line: str) -> None:
+    sys.stderr.write(redact(line) + "\n")
+    sys.stderr.flush()
+
+
+def info(message: str) -> None:
+    """A progress line of the runner."""
+    _write(f"[{PREFIX} {_stamp()}] {message}")
+
+
+def warn(message: str) -> None:
+    """Something the user should know about that does not stop the run."""
+    _write(f"[{PREFIX} {_stamp()}] warning: {message}")
+
+
+def error(message: str) -> None:
+    """The one `error:` line of a failed run (the contract: it starts the line)."""
+    _write(f"error: {message}")
+
+
+def passthrough(text: str) -> None:
+    """Output of a step the runner runs for the user (pip, setup.sh, a VCS client)."""
+    sys.stderr.write(redact(text))
+    sys.stderr.flush()

@@ -1,0 +1,36 @@
+"""The pipeline of the contract: resolve the code, install its dependencies, serve it."""
+
+from runner import log
+from runner.config import Config
+from runner.errors import UsageError
+from runner.install import install
+from runner.install.base import ServiceEnv
+from runner.scratch import Scratch
+from runner.sources import resolve
+from runner.sources.base import Code
+from runner.supervisor import Supervisor
+
+
+def run(config: Config) -> int:
+    """Run every step the config asks for; return the runner's exit code."""
+    if not config.code:
+        raise UsageError(
+            "nothing to run: set EXECUTE_CODE or pass a folder, script or URL "
+            "(e.g. execute-code ./my-service)"
+        )
+    with Scratch() as scratch:
+        code = resolve(config.code, config, scratch)
+        service_env = install(code, config)
+        if config.requirements_only:
+            log.info("requirements installed (--requirements-only): not starting the service")
+            return 0
+        return serve(code, config, service_env)
+
+
+def serve(code: Code, config: Config, service_env: ServiceEnv) -> int:
+    """Start the service on its Python, in its code root, with PORT set."""
+    env = service_env.environ()
+    env["PORT"] = str(config.port)
+    env["PYTHONUNBUFFERED"] = "1"
+    argv = [service_env.python, code.main, *config.service_args]
+    return Supervisor(config, argv, cwd=code.root, env=env).run()

@@ -1,0 +1,165 @@
+"""Starting child processes the way every part of the runner needs them.
+
+Children get their own process group (so a stop reaches all they started),
+die with the runner even when it is SIGKILLed (Linux parent-death signal),
+and are never run through a shell. `run_tool` runs a one-off tool (pip,
+setup.sh, a VCS client) with its output shown and its last lines kept.
+"""
+
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner import log
+from runner.output import Tail, pump
+
+PR_SET_PDEATHSIG = 1
+KILL_GRACE = 5.0
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A `preexec_fn` that makes the child get SIGKILL when the runner dies.
+
+    ctypes is loaded here, in the parent, so the forked child only calls prctl.
+    """
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the runner died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def spawn(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    merge_output: bool = False,
+) -> subprocess.Popen[bytes]:
+    """Start `argv` in a new process group with piped, non-blocking output."""
+    child = subprocess.Popen(
+        [os.fspath(a) for a in argv],
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_output else subprocess.PIPE,
+        process_group=0,
+        preexec_fn=die_with_parent(),
+    )
+    for stream in (child.stdout, child.stderr):
+        if stream is not None:
+            os.set_blocking(stream.fileno(), False)
+    return child
+
+
+def signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
+    """Send `signum` to the child's whole process group, if any of it is left."""
+    try:
+        os.killpg(child.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def stop(child: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
+    """End a child and its group: SIGTERM, then SIGKILL after `grace` seconds."""
+    if child.poll() is None:
+        signal_group(child, signal.SIGTERM)
+        try:
+            child.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+    signal_group(child, signal.SIGKILL)
+    child.wait()
+
+
+@dataclass
+class Finished:
+    """How a tool ended: its exit status (None when it timed out) and last lines."""
+
+    returncode: int | None
+    tail: Tail = field(default_factory=Tail)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run_tool(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float | None = None,
+) -> Finished:
+    """Run a tool to its end, its output shown (redacted) on stderr.
+
+    The tool's exit is noticed at once through a pidfd, not by polling, and a
+    daemon it leaves holding the pipe cannot make us wait. `timeout` counts
+    from the last output, so a slow but talking download is not cut off. If
+    the runner is stopped meanwhile, the tool's group is ended before the
+    `Stopped` exception goes on.
+    """
+    child = spawn(argv, cwd=cwd, env=env, merge_output=True)
+    finished = Finished(returncode=None)
+    assert child.stdout is not None
+    out = child.stdout.fileno()
+    try:
+        pidfd = os.pidfd_open(child.pid)
+        try:
+            finished.returncode = _follow(child, out, pidfd, finished.tail, timeout)
+        finally:
+            os.close(pidfd)
+    finally:
+        stop(child)
+        child.stdout.close()
+    return finished
+
+
+def _follow(
+    child: subprocess.Popen[bytes], out: int, pidfd: int, tail: Tail, timeout: float | None
+) -> int | None:
+    """Show the child's output until it exits; None if it went silent for `timeout`."""
+    poller = select.poll()
+    poller.register(out, select.POLLIN)
+    poller.register(pidfd, select.POLLIN)
+    sink = _redacted_sink()
+    last_activity = time.monotonic()
+    open_out = True
+    while True:
+        wait_ms = None if timeout is None else max(0, last_activity + timeout - time.monotonic())
+        events = poller.poll(None if wait_ms is None else wait_ms * 1000)
+        if not events and timeout is not None:
+            return None
+        for fd, _ in events:
+            if fd == out and open_out:
+                last_activity = time.monotonic()
+                if not pump(out, sink, tail):
+                    poller.unregister(out)
+                    open_out = False
+        if child.poll() is not None:
+            while open_out and pump(out, sink, tail) and _readable(out):
+                pass
+            return child.returncode
+
+
+def _readable(fd: int) -> bool:
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def _redacted_sink() -> Callable[[bytes], None]:
+    def sink(data: bytes) -> None:
+        log.passthrough(data.decode("utf-8", "replace"))
+
+    return sink

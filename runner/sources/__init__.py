@@ -1,0 +1,34 @@
+"""Resolve an `EXECUTE_CODE` value to local `Code`: the first source that detects it.
+
+Order matters: an existing path always wins, so a folder that happens to be
+named like a URL is still run as a folder.
+"""
+
+from runner import log
+from runner.config import Config
+from runner.errors import ResolveError
+from runner.scratch import Scratch
+from runner.sources.base import Code, CodeSource
+from runner.sources.local import LocalSource
+
+SOURCES: list[type[CodeSource]] = [LocalSource]
+
+
+def resolve(spec: str, config: Config, scratch: Scratch) -> Code:
+    """Fetch the code `spec` names and check that it can run."""
+    for source_cls in SOURCES:
+        if source_cls.detect(spec, config):
+            source = source_cls(spec, config)
+            path = source.fetch(scratch)
+            code = Code.from_path(path, origin=log.redact(spec))
+            log.info(f"code from {source.name}: {log.redact(spec)} -> {code.main}")
+            return code
+    raise ResolveError(_not_found_message(spec))
+
+
+def _not_found_message(spec: str) -> str:
+    return (
+        f"{log.redact(spec)} does not exist: give an existing folder or .py script, "
+        "a VCS URL (git+https://...), an http(s) URL, or an ML Lab data key "
+        "with LAB_ENDPOINT, LAB_API_TOKEN and LAB_PROJECT set"
+    )

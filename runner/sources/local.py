@@ -1,0 +1,20 @@
+"""Code that is already here: a mounted folder or a single script."""
+
+from pathlib import Path
+
+from runner.config import Config
+from runner.scratch import Scratch
+from runner.sources.base import CodeSource
+
+
+class LocalSource(CodeSource):
+    """An existing path; nothing to fetch."""
+
+    name = "local"
+
+    @classmethod
+    def detect(cls, spec: str, config: Config) -> bool:
+        return Path(spec).exists()
+
+    def fetch(self, scratch: Scratch) -> Path:
+        return Path(self.spec)

@@ -1,0 +1,270 @@
+"""The supervisor: run the service, forward stops, restart it, watch its port.
+
+One loop in the main thread waits on three things at once with `poll`: the
+service's exit (a pidfd, noticed at once), its output pipes (passed on
+unchanged, last lines kept for errors) and our own signals (a wakeup fd).
+Timers (readiness probes, stop deadline, backoff) are the poll's timeout.
+Variants (watch mode, the smoke check) subclass it, as uvicorn's reloaders
+are variants of one supervisor.
+"""
+
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner import log
+from runner.config import Config
+from runner.errors import ServiceError
+from runner.output import Tail, pump, write_all
+from runner.proc import signal_group, spawn
+from runner.supervisor.backoff import Backoff
+from runner.supervisor.readiness import group_listens, port_in_use
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+WAITING_WARNING_EVERY = 30.0
+
+
+def _probe_interval(elapsed: float) -> float:
+    """Probe often while a fast service is likely to come up, then back off."""
+    return 0.005 if elapsed < 2 else 0.05 if elapsed < 10 else 0.25
+
+
+def _ms(seconds: float | None) -> int | None:
+    """A poll timeout in milliseconds, rounded up so a timer never fires early."""
+    return None if seconds is None else int(seconds * 1000) + 1
+
+
+def exit_status(returncode: int) -> int:
+    """A child's status as a shell would report it: 128+N for signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+@dataclass
+class Run:
+    """One start of the service."""
+
+    child: subprocess.Popen[bytes]
+    pidfd: int
+    started: float = field(default_factory=time.monotonic)
+    ready_after: float | None = None
+    fds: dict[int, int] = field(default_factory=dict)  # child pipe -> our fd
+
+    @property
+    def ran_for(self) -> float:
+        return time.monotonic() - self.started
+
+
+class Supervisor:
+    """Keeps one service process running until it is done or we are stopped."""
+
+    def __init__(
+        self, config: Config, argv: Sequence[str | Path], cwd: Path, env: Mapping[str, str]
+    ) -> None:
+        self.config = config
+        self.argv = list(argv)
+        self.cwd = cwd
+        self.env = dict(env)
+        self.tail = Tail()
+        self.backoff = Backoff(config.max_restarts)
+        self.stop_signum: int | None = None
+        self.failure: ServiceError | None = None
+        self._stop_deadline: float | None = None
+        self._poller = select.poll()
+        self._wakeup_r = -1
+
+    # -- the loop -------------------------------------------------------------
+
+    def run(self) -> int:
+        """Supervise until the service ends for good; return the runner's exit code."""
+        with self._signals():
+            if port_in_use(self.config.port):
+                log.warn(f"port {self.config.port} is already in use by another process")
+            while True:
+                run = self.start()
+                returncode = self.serve(run)
+                if self.failure is not None:
+                    raise self.failure
+                if self.stop_signum is not None:
+                    return exit_status(returncode)
+                delay = self.after_exit(run, returncode)
+                if delay is None:
+                    return 0 if returncode == 0 else exit_status(returncode)
+                if not self.sleep(delay):
+                    return 128 + (self.stop_signum or 0)
+
+    def start(self) -> Run:
+        """Start the service once."""
+        child = spawn(self.argv, cwd=self.cwd, env=self.env)
+        run = Run(child=child, pidfd=os.pidfd_open(child.pid))
+        for pipe, ours in ((child.stdout, 1), (child.stderr, 2)):
+            assert pipe is not None
+            run.fds[pipe.fileno()] = ours
+            self._poller.register(pipe.fileno(), select.POLLIN)
+        self._poller.register(run.pidfd, select.POLLIN)
+        log.info(f"service started (pid {child.pid}) on port {self.config.port}")
+        return run
+
+    def serve(self, run: Run) -> int:
+        """Pass output on and watch the port until the service process exits."""
+        warned_at = 0.0
+        while run.child.poll() is None:
+            for fd, _ in self._poller.poll(_ms(self._timeout(run))):
+                self.on_event(run, fd)
+            self._check_stop_deadline(run)
+            if run.ready_after is None and run.child.poll() is None:
+                self._probe(run)
+                warned_at = self._warn_not_ready(run, warned_at)
+        self._finish(run)
+        return run.child.returncode
+
+    def after_exit(self, run: Run, returncode: int) -> float | None:
+        """Decide, after an unrequested exit, the delay before a restart (None: end).
+
+        Raises `ServiceError` when the service cannot be kept running.
+        """
+        self.backoff.record(run.ran_for, run.ready_after is not None)
+        how = f"exited with status {exit_status(returncode)} after {run.ran_for:.2f} s"
+        policy = self.config.restart
+        if policy == "never" or (returncode == 0 and policy == "on-failure"):
+            if returncode != 0:
+                raise ServiceError(f"the service {how} (--restart never); "
+                                   f"its last output: {self.tail.quote()}")
+            log.info(f"service {how}")
+            return None
+        if self.backoff.exhausted:
+            raise ServiceError(
+                f"the service failed {self.backoff.failures} times in a row before serving "
+                f"(last: {how}); its last output: {self.tail.quote()} "
+                "(fix the error above and start again)"
+            )
+        log.warn(f"service {how}; restarting in {self.backoff.delay:.1f} s")
+        return self.backoff.delay
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait before a restart; False if a stop signal came meanwhile."""
+        deadline = time.monotonic() + seconds
+        while self.stop_signum is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            for fd, _ in self._poller.poll(_ms(left)):
+                self.on_event(None, fd)
+        return False
+
+    # -- events -----------------------------------------------------------------
+
+    def on_event(self, run: Run | None, fd: int) -> None:
+        """Handle one readable fd: our signal pipe or a service output pipe."""
+        if fd == self._wakeup_r:
+            self._drain_wakeup(run)
+        elif run is not None and fd in run.fds:
+            ours = run.fds[fd]
+            if not pump(fd, lambda data: write_all(ours, data), self.tail):
+                self._poller.unregister(fd)
+                del run.fds[fd]
+
+    def request_stop(self, run: Run | None, signum: int) -> None:
+        """Forward a stop to the service; a second one kills it at once."""
+        if self.stop_signum is not None and run is not None:
+            log.warn(f"second {signal.Signals(signum).name}: killing the service now")
+            signal_group(run.child, signal.SIGKILL)
+            return
+        self.stop_signum = signum
+        if run is not None:
+            log.info(f"{signal.Signals(signum).name} received")
+            self.stop_service(run)
+
+    def stop_service(self, run: Run) -> None:
+        """Send the configured stop signal; SIGKILL follows after the stop timeout."""
+        if run.child.poll() is not None or self._stop_deadline is not None:
+            return
+        stop = self.config.stop_signal
+        log.info(f"stopping the service: {stop.name}, "
+                 f"SIGKILL after {self.config.stop_timeout:g} s")
+        signal_group(run.child, stop)
+        self._stop_deadline = time.monotonic() + self.config.stop_timeout
+
+    # -- internals ----------------------------------------------------------------
+
+    def _timeout(self, run: Run) -> float | None:
+        timers = []
+        if run.ready_after is None:
+            timers.append(_probe_interval(run.ran_for))
+        if self._stop_deadline is not None:
+            timers.append(max(0.0, self._stop_deadline - time.monotonic()))
+        return min(timers, default=None)
+
+    def _probe(self, run: Run) -> None:
+        if group_listens(run.child.pid, self.config.port):
+            run.ready_after = run.ran_for
+            log.info(f"service ready on :{self.config.port} after {run.ready_after:.2f} s")
+            self.on_ready(run)
+            return
+        timeout = self.config.ready_timeout
+        if timeout is not None and run.ran_for > timeout and self.failure is None:
+            self.failure = ServiceError(
+                f"the service did not open port {self.config.port} within {timeout:g} s "
+                f"(--ready-timeout); its last output: {self.tail.quote()} "
+                "(make it listen on the port in $PORT)"
+            )
+            self.stop_service(run)
+
+    def on_ready(self, run: Run) -> None:
+        """Hook for variants: the service has just opened its port."""
+
+    def _warn_not_ready(self, run: Run, warned_at: float) -> float:
+        if run.ran_for - warned_at >= WAITING_WARNING_EVERY:
+            log.warn(f"service has not opened port {self.config.port} after "
+                     f"{run.ran_for:.0f} s (it must listen on $PORT)")
+            return run.ran_for
+        return warned_at
+
+    def _check_stop_deadline(self, run: Run) -> None:
+        if self._stop_deadline is not None and time.monotonic() >= self._stop_deadline:
+            log.warn(f"service still running {self.config.stop_timeout:g} s after "
+                     f"{self.config.stop_signal.name}: killing it")
+            signal_group(run.child, signal.SIGKILL)
+            self._stop_deadline = None
+
+    def _finish(self, run: Run) -> None:
+        """After the exit: pass on what is left of its output, end its group."""
+        for fd in list(run.fds):
+            while fd in run.fds and select.select([fd], [], [], 0)[0]:
+                self.on_event(run, fd)
+        for fd in list(run.fds):
+            self._poller.unregister(fd)
+        self._poller.unregister(run.pidfd)
+        os.close(run.pidfd)
+        signal_group(run.child, signal.SIGKILL)
+        for pipe in (run.child.stdout, run.child.stderr):
+            if pipe is not None:
+                pipe.close()
+        self._stop_deadline = None
+
+    def _drain_wakeup(self, run: Run | None) -> None:
+        for signum in os.read(self._wakeup_r, 64):
+            if signum in STOP_SIGNALS:
+                self.request_stop(run, signum)
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """Route SIGTERM/SIGINT to the loop through a wakeup pipe."""
+        read, write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wakeup_r = read
+        self._poller.register(read, select.POLLIN)
+        previous = {s: signal.signal(s, lambda *_: None) for s in STOP_SIGNALS}
+        old_wakeup = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        try:
+            yield
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            os.close(read)
+            os.close(write)

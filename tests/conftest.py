@@ -1,0 +1,21 @@
+"""Fixtures shared by all tests."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import free_port, write_service  # noqa: E402
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Path:
+    """A minimal stdlib service folder answering `ok`."""
+    return write_service(tmp_path / "svc")

@@ -1,0 +1,183 @@
+"""Shared test tools: run the real runner as a process, talk real HTTP to it.
+
+Every test that starts the runner goes through `RunnerProcess`, which keeps
+all its output; `finish()` checks that none of the test secrets leaked.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Secrets the tests hand to the runner; none may ever appear in its output.
+TEST_SECRETS = ("tok-S3cr3t-9f4b2e", "gitpass-7Qx2Lm", "labtoken-Zz81Kq")
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the kernel picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
+    """Poll `condition` until it is truthy; fail the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def http_get(url: str, timeout: float = 5) -> tuple[int, bytes] | None:
+    """(status, body) of a GET, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class RunnerProcess:
+    """The runner started as a real process: `python -m runner ARGS`."""
+
+    def __init__(
+        self,
+        args: Sequence[str | os.PathLike[str]],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        port: int | None = None,
+        argv0: Sequence[str] | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        full_env = {**os.environ, "PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
+        full_env.pop("EXECUTE_CODE", None)
+        full_env.update(env or {})
+        command = list(argv0 or [sys.executable, "-m", "runner"])
+        self.proc = subprocess.Popen(
+            [*command, *map(os.fspath, args)],
+            env=full_env,
+            cwd=cwd or ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.stdout = ""
+        self.stderr = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str = "/", timeout: float = 5) -> tuple[int, bytes] | None:
+        return http_get(self.url + path, timeout)
+
+    def wait_http(self, path: str = "/", timeout: float = 60) -> tuple[int, bytes]:
+        """Wait for the first HTTP answer; fail early if the runner exits."""
+
+        def answered() -> tuple[int, bytes] | None:
+            if self.proc.poll() is not None:
+                self.finish()
+                raise AssertionError(
+                    f"runner exited {self.proc.returncode} before serving:\n{self.stderr}"
+                )
+            return self.get(path, timeout=2)
+
+        return wait_for(answered, timeout, f"HTTP on {self.url}{path}")  # type: ignore[return-value]
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(signum)
+
+    def finish(self, timeout: float = 60) -> int:
+        """Wait for the exit, keep the output, check no secret leaked."""
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            raise AssertionError(f"runner did not exit within {timeout} s") from None
+        self.stdout += out.decode(errors="replace")
+        self.stderr += err.decode(errors="replace")
+        assert_no_secrets(self.stdout + self.stderr)
+        return self.proc.returncode
+
+    def error_line(self) -> str:
+        """The runner's one `error:` line (fails when there is not exactly one)."""
+        lines = [line for line in self.stderr.splitlines() if line.startswith("error: ")]
+        assert len(lines) == 1, f"expected one error line, got:\n{self.stderr}"
+        assert "Traceback" not in self.stderr, self.stderr
+        return lines[0]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.communicate()
+
+
+def run_runner(
+    args: Sequence[str | os.PathLike[str]], timeout: float = 120, **kwargs: object
+) -> RunnerProcess:
+    """Run the runner to its end (for runs that fail or only install)."""
+    runner = RunnerProcess(args, **kwargs)  # type: ignore[arg-type]
+    runner.finish(timeout)
+    return runner
+
+
+def assert_no_secrets(text: str) -> None:
+    for secret in TEST_SECRETS:
+        assert secret not in text, f"secret {secret!r} leaked into output"
+
+
+def write_service(folder: Path, body: str = "", *, reply: str = "ok") -> Path:
+    """A tiny stdlib HTTP service in `folder/__main__.py` answering `reply` on every path.
+
+    `body` is extra code run before serving (e.g. to import a module).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "__main__.py").write_text(SERVICE_TEMPLATE.format(body=body, reply=reply))
+    return folder
+
+
+SERVICE_TEMPLATE = '''\
+import http.server, os, signal, sys
+{body}
+REPLY = {reply!r}
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        data = REPLY.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+'''
