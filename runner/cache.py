@@ -1,0 +1,58 @@
+"""The optional cache dir (`--cache-dir` / `RUNNER_CACHE_DIR`) for fetched code.
+
+An entry is a folder named by a hash of its kind and key (URL + resolved
+revision, lab key + hash, ...). It is filled in a temporary folder beside it
+and renamed into place only when complete, so a run killed mid-fetch never
+leaves a half entry that a later run would trust.
+"""
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from runner import log
+
+
+class Cache:
+    """Finished entries under `root`; a `None` root means no caching."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+
+    @property
+    def enabled(self) -> bool:
+        return self.root is not None
+
+    def path(self, kind: str, *key: str) -> Path:
+        """Where the entry for `key` lives (whether or not it exists yet)."""
+        assert self.root is not None, "cache is not enabled"
+        digest = hashlib.sha256("\0".join(key).encode()).hexdigest()[:24]
+        return self.root / kind / digest
+
+    def lookup(self, kind: str, *key: str) -> Path | None:
+        """The finished entry for `key`, or None."""
+        if self.root is None:
+            return None
+        entry = self.path(kind, *key)
+        return entry if entry.is_dir() else None
+
+    def fill(self, kind: str, key: tuple[str, ...], make: Callable[[Path], None]) -> Path:
+        """Create the entry with `make(folder)` unless it exists; return its path."""
+        entry = self.path(kind, *key)
+        if entry.is_dir():
+            log.info(f"using cached {kind} in {entry}")
+            return entry
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=entry.parent))
+        try:
+            make(staging)
+            os.rename(staging, entry)
+        except OSError:
+            if not entry.is_dir():  # not just a concurrent run that won the race
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return entry
