@@ -35,7 +35,7 @@ class ServiceError(RunnerError):
     exit_code = 5
 
 
-class Stopped(Exception):  # noqa: N818 - it is an event, not an error
+class Stopped(Exception):
     """The runner was asked to stop (SIGTERM/SIGINT) before the service ran.
 
     Raised from the signal handler so that every `finally` (temporary folders,

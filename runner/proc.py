@@ -6,6 +6,7 @@ and are never run through a shell. `run_tool` runs a one-off tool (pip,
 setup.sh, a VCS client) with its output shown and its last lines kept.
 """
 
+import contextlib
 import os
 import select
 import signal
@@ -66,20 +67,16 @@ def spawn(
 
 def signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
     """Send `signum` to the child's whole process group, if any of it is left."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def stop(child: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
     """End a child and its group: SIGTERM, then SIGKILL after `grace` seconds."""
     if child.poll() is None:
         signal_group(child, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
     signal_group(child, signal.SIGKILL)
     child.wait()
 

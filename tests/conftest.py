@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import free_port, write_service  # noqa: E402
+from helpers import free_port, write_service
 
 
 @pytest.fixture

@@ -75,6 +75,7 @@ class InstallStep(ABC):
         Most steps leave nothing to activate; the conda step points the service
         at the environment it made.
         """
+        return None
 
 
 def check(finished: Finished, file: Path, what: str) -> None:

@@ -101,6 +101,7 @@ class Supervisor:
     def start(self) -> Run:
         """Start the service once."""
         child = spawn(self.argv, cwd=self.cwd, env=self.env)
+        self.tail = Tail()  # errors quote the last run only
         run = Run(child=child, pidfd=os.pidfd_open(child.pid))
         for pipe, ours in ((child.stdout, 1), (child.stderr, 2)):
             assert pipe is not None

@@ -1,0 +1,142 @@
+"""The command line and code resolution of local paths: what a user typing it sees."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, RunnerProcess, run_runner, write_service
+
+
+def test_no_code_is_a_usage_error() -> None:
+    runner = run_runner([])
+    assert runner.proc.returncode == 2
+    assert runner.error_line().startswith("error: nothing to run: set EXECUTE_CODE")
+
+
+def test_bad_flag_value_is_a_usage_error(service: Path) -> None:
+    runner = run_runner([service, "--restart", "sometimes"])
+    assert runner.proc.returncode == 2
+    assert "argument --restart: invalid choice: 'sometimes'" in runner.error_line()
+
+
+def test_bad_port_from_env_is_a_usage_error(service: Path) -> None:
+    runner = run_runner([service], env={"PORT": "eighty"})
+    assert runner.proc.returncode == 2
+    assert runner.error_line() == (
+        "error: port must be a number, got 'eighty' (see `execute-code --help`)"
+    )
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    runner = run_runner([tmp_path / "nope"])
+    assert runner.proc.returncode == 3
+    assert runner.error_line().startswith(f"error: {tmp_path / 'nope'} does not exist")
+
+
+def test_folder_without_main(tmp_path: Path) -> None:
+    runner = run_runner([tmp_path])
+    assert runner.proc.returncode == 3
+    assert runner.error_line() == (
+        f"error: no __main__.py in {tmp_path}: add a __main__.py that starts your "
+        "service, or point EXECUTE_CODE at a single .py script"
+    )
+
+
+def test_file_that_is_not_python(tmp_path: Path) -> None:
+    (tmp_path / "run.sh").write_text("echo hi\n")
+    runner = run_runner([tmp_path / "run.sh"])
+    assert runner.proc.returncode == 3
+    assert "is not a Python script" in runner.error_line()
+
+
+def test_argument_wins_over_env(tmp_path: Path) -> None:
+    good = write_service(tmp_path / "good", reply="from-argument")
+    runner = RunnerProcess([good], env={"EXECUTE_CODE": str(tmp_path / "missing")})
+    try:
+        assert runner.wait_http() == (200, b"from-argument")
+    finally:
+        runner.signal()
+        assert runner.finish() == 0
+
+
+def test_code_from_env(service: Path) -> None:
+    runner = RunnerProcess([], env={"EXECUTE_CODE": str(service)})
+    try:
+        assert runner.wait_http() == (200, b"ok")
+    finally:
+        runner.signal()
+        assert runner.finish() == 0
+
+
+def test_single_script_runs_in_its_folder(tmp_path: Path) -> None:
+    folder = write_service(tmp_path / "scripts")
+    script = folder / "serve.py"
+    (folder / "__main__.py").rename(script)
+    (folder / "reply.txt").write_text("from-cwd")
+    source = script.read_text().replace("REPLY = 'ok'", "REPLY = open('reply.txt').read()")
+    script.write_text(source)
+    runner = RunnerProcess([script])
+    try:
+        assert runner.wait_http() == (200, b"from-cwd")
+    finally:
+        runner.signal()
+        assert runner.finish() == 0
+
+
+@pytest.mark.parametrize("name", ["my service", "$(touch PWNED)", "it's \"quoted\""])
+def test_odd_paths_are_just_paths(tmp_path: Path, name: str) -> None:
+    folder = write_service(tmp_path / name, reply=name)
+    (folder / "setup.sh").write_text("echo setup ran in \"$PWD\" > setup.out\n")
+    runner = RunnerProcess([folder], cwd=tmp_path)
+    try:
+        assert runner.wait_http() == (200, name.encode())
+    finally:
+        runner.signal()
+        assert runner.finish() == 0
+    assert (folder / "setup.out").read_text() == f"setup ran in {folder}\n"
+    assert not (tmp_path / "PWNED").exists() and not (ROOT / "PWNED").exists()
+
+
+def test_service_args_after_double_dash(tmp_path: Path) -> None:
+    folder = write_service(tmp_path / "svc", body="import sys; REPLY_ARGS = ' '.join(sys.argv[1:])")
+    main = folder / "__main__.py"
+    main.write_text(main.read_text().replace("REPLY = 'ok'", "REPLY = REPLY_ARGS"))
+    runner = RunnerProcess([folder, "--", "--model", "big one"])
+    try:
+        assert runner.wait_http() == (200, b"--model big one")
+    finally:
+        runner.signal()
+        assert runner.finish() == 0
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys, runner.cli, runner.pipeline; "
+        "heavy = {'git', 'requests', 'rattler', 'yaml', 'watchdog', 'flask'} & set(sys.modules); "
+        "print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_execute_code_script_from_the_source_tree(service: Path) -> None:
+    script = ROOT / "resources" / "scripts" / "execute_code.py"
+    runner = RunnerProcess([service], argv0=[sys.executable, str(script)], cwd=service.parent)
+    try:
+        assert runner.wait_http() == (200, b"ok")
+    finally:
+        runner.signal()
+        assert runner.finish() == 0
+
+
+def test_entrypoint_runs_relative_code_from_workspace_home(tmp_path: Path) -> None:
+    write_service(tmp_path / "home" / "svc", reply="from-home")
+    entrypoint = ROOT / "resources" / "docker-entrypoint.py"
+    env = {"EXECUTE_CODE": "svc", "WORKSPACE_HOME": str(tmp_path / "home")}
+    runner = RunnerProcess(["--code-only"], argv0=[sys.executable, str(entrypoint)], env=env)
+    try:
+        assert runner.wait_http() == (200, b"from-home")
+    finally:
+        runner.signal()
+        assert runner.finish() == 0

@@ -1,0 +1,218 @@
+"""The supervisor, seen from outside: restarts, stops, signals, readiness, output."""
+
+import os
+import re
+import signal
+import socket
+import textwrap
+import time
+from pathlib import Path
+
+from helpers import RunnerProcess, pid_alive, run_runner, wait_for, write_service
+
+
+def script(tmp_path: Path, source: str) -> Path:
+    """A service folder whose __main__.py is `source`."""
+    folder = tmp_path / "svc"
+    folder.mkdir(exist_ok=True)
+    (folder / "__main__.py").write_text(textwrap.dedent(source))
+    return folder
+
+
+def service_pids(stderr: str) -> list[int]:
+    return [int(p) for p in re.findall(r"service started \(pid (\d+)\)", stderr)]
+
+
+def current_pid(runner: RunnerProcess) -> int:
+    """The pid of the service the runner started last (read from its log so far)."""
+    return int(wait_for(lambda: _last_pid(runner), 10, "service start line"))
+
+
+def _last_pid(runner: RunnerProcess) -> int | None:
+    pids = [p for p in _children(runner.proc.pid)]
+    return pids[-1] if pids else None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+CRASH = """\
+    import sys
+    print("loading model", flush=True)
+    print("ValueError: model file is corrupt", file=sys.stderr, flush=True)
+    sys.exit(1)
+"""
+
+
+def test_quick_failures_back_off_then_exit_5(tmp_path: Path) -> None:
+    started = time.monotonic()
+    runner = run_runner([script(tmp_path, CRASH), "--max-restarts", "2"])
+    assert runner.proc.returncode == 5
+    assert len(service_pids(runner.stderr)) == 3
+    assert "restarting in 0.5 s" in runner.stderr and "restarting in 1.0 s" in runner.stderr
+    assert time.monotonic() - started >= 1.5
+    line = runner.error_line()
+    assert line.startswith("error: the service failed 3 times in a row before serving "
+                           "(last: exited with status 1 after ")
+    assert line.endswith("its last output: loading model | ValueError: model file is corrupt "
+                         "(fix the error above and start again)")
+
+
+def test_exit_0_ends_the_run_without_restart(tmp_path: Path) -> None:
+    runner = run_runner([script(tmp_path, "print('done')\n")])
+    assert runner.proc.returncode == 0
+    assert runner.stdout == "done\n"
+    assert len(service_pids(runner.stderr)) == 1
+
+
+def test_restart_never_reports_the_failure(tmp_path: Path) -> None:
+    runner = run_runner([script(tmp_path, CRASH), "--restart", "never"])
+    assert runner.proc.returncode == 5
+    assert len(service_pids(runner.stderr)) == 1
+    assert "(--restart never)" in runner.error_line()
+
+
+def test_restart_always_restarts_after_exit_0(tmp_path: Path) -> None:
+    svc = write_service(tmp_path / "svc", body=textwrap.dedent("""\
+        import pathlib
+        count = pathlib.Path("runs.txt")
+        runs = int(count.read_text()) + 1 if count.exists() else 1
+        count.write_text(str(runs))
+        import threading
+        if runs == 1:
+            threading.Timer(0.3, lambda: os._exit(0)).start()
+        REPLY_RUN = f"run {runs}"
+    """))
+    main = svc / "__main__.py"
+    main.write_text(main.read_text().replace("REPLY = 'ok'", "REPLY = REPLY_RUN"))
+    runner = RunnerProcess([svc, "--restart", "always"])
+    try:
+        wait_for(lambda: runner.get() == (200, b"run 2"), 20, "the second run to serve")
+    finally:
+        runner.signal()
+        assert runner.finish() == 0
+
+
+def test_crashed_service_is_restarted_at_once(service: Path) -> None:
+    runner = RunnerProcess([service])
+    try:
+        runner.wait_http()
+        first = current_pid(runner)
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: _last_pid(runner) not in (None, first), 10, "a new service process")
+        assert runner.wait_http(timeout=10) == (200, b"ok")
+    finally:
+        runner.signal()
+        assert runner.finish() == 0
+    assert "restarting in 0.0 s" in runner.stderr
+
+
+def test_port_in_use_by_another_process(service: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        runner = run_runner([service, "--max-restarts", "1"], port=port)
+    assert runner.proc.returncode == 5
+    assert f"warning: port {port} is already in use by another process" in runner.stderr
+    assert "Address already in use" in runner.stderr  # the service's own error
+    assert "service ready" not in runner.stderr
+    assert "Address already in use" in runner.error_line()
+
+
+def test_sigterm_reaches_the_service_and_its_status_is_ours(tmp_path: Path) -> None:
+    svc = write_service(tmp_path / "svc")
+    main = svc / "__main__.py"
+    main.write_text(main.read_text().replace(
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))",
+        "signal.signal(signal.SIGTERM, lambda *a: (print('got TERM', flush=True), os._exit(7)))",
+    ))
+    runner = RunnerProcess([svc])
+    runner.wait_http()
+    pid = current_pid(runner)
+    runner.signal(signal.SIGTERM)
+    assert runner.finish() == 7
+    assert "got TERM" in runner.stdout
+    assert not pid_alive(pid)
+
+
+def test_stop_signal_int(tmp_path: Path) -> None:
+    svc = write_service(tmp_path / "svc")
+    main = svc / "__main__.py"
+    main.write_text(main.read_text().replace(
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))",
+        "signal.signal(signal.SIGINT, lambda *a: os._exit(42))",
+    ))
+    runner = RunnerProcess([svc, "--stop-signal", "INT"])
+    runner.wait_http()
+    runner.signal(signal.SIGTERM)
+    assert runner.finish() == 42
+
+
+def test_service_ignoring_sigterm_is_killed_after_stop_timeout(tmp_path: Path) -> None:
+    svc = write_service(tmp_path / "svc")
+    main = svc / "__main__.py"
+    main.write_text(main.read_text().replace(
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))",
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)",
+    ))
+    runner = RunnerProcess([svc, "--stop-timeout", "1"])
+    runner.wait_http()
+    pid = current_pid(runner)
+    runner.signal(signal.SIGTERM)
+    assert runner.finish() == 137
+    assert "killing it" in runner.stderr
+    assert not pid_alive(pid)
+
+
+def test_service_dies_with_a_killed_runner(service: Path) -> None:
+    runner = RunnerProcess([service])
+    runner.wait_http()
+    pid = current_pid(runner)
+    runner.signal(signal.SIGKILL)
+    runner.finish()
+    wait_for(lambda: not pid_alive(pid), 5, "the service to die with the runner")
+
+
+def test_ready_timeout(tmp_path: Path) -> None:
+    svc = script(tmp_path, "import time\nprint('warming up', flush=True)\ntime.sleep(60)\n")
+    runner = run_runner([svc, "--ready-timeout", "0.5", "--stop-timeout", "2"], timeout=20)
+    assert runner.proc.returncode == 5
+    line = runner.error_line()
+    assert line.startswith(f"error: the service did not open port {runner.port} within 0.5 s "
+                           "(--ready-timeout); its last output: warming up")
+
+
+def test_output_passes_through_unchanged(tmp_path: Path) -> None:
+    svc = script(tmp_path, """\
+        import sys
+        sys.stdout.write("plain line\\n\\tindented \\u00e9\\n")
+        sys.stdout.write("no newline at end")
+        sys.stderr.write("to stderr\\n")
+    """)
+    runner = run_runner([svc])
+    assert runner.proc.returncode == 0
+    assert runner.stdout == "plain line\n\tindented \u00e9\nno newline at end"
+    assert "to stderr\n" in runner.stderr
+    runner_lines = [line for line in runner.stderr.splitlines() if line != "to stderr"]
+    assert runner_lines and all(re.match(r"\[runner \d\d:\d\d:\d\d\.\d{3}\] ", line)
+                                for line in runner_lines)
+
+
+def test_sigterm_during_install_stops_it_and_cleans_up(tmp_path: Path) -> None:
+    svc = write_service(tmp_path / "svc")
+    (svc / "setup.sh").write_text("echo $$ > setup.pid\nsleep 60\n")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    runner = RunnerProcess([svc], env={"TMPDIR": str(tmp)})
+    pid = int(wait_for(lambda: (svc / "setup.pid").exists() and (svc / "setup.pid").read_text(),
+                       10, "setup.sh to start"))
+    runner.signal(signal.SIGTERM)
+    assert runner.finish() == 143
+    assert not pid_alive(pid)
+    assert list(tmp.iterdir()) == []
