@@ -54,6 +54,17 @@ def _count(value: str) -> int:
     return count
 
 
+def _env_count(environ: dict[str, str] | os._Environ, name: str, default: int) -> int:
+    """A whole number from the environment; a bad value names its variable."""
+    value = environ.get(name)
+    if not value:
+        return default
+    try:
+        return _count(value)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{name}: {exc}") from None
+
+
 def _signal(value: str) -> signal.Signals:
     name = value.upper()
     if name.isdigit():
@@ -88,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="skip installing dependencies (for CMD in a prepared image)")
     p.add_argument("--keep-going", action="store_true",
                    help="go on after a failed install step, with a warning")
+    p.add_argument("--reinstall", action="store_true",
+                   help="run every install step even if its file and environment are unchanged")
+    p.add_argument("--watch", action="store_true",
+                   help="restart the service when its code changes (for testing code)")
+    p.add_argument("--watch-ignore", action="append", default=[], metavar="PATTERN",
+                   help="with --watch: also ignore paths matching this glob (repeatable)")
+    p.add_argument("--check", action="store_true",
+                   help="start the service, GET /health (or /), print the answer, stop; "
+                   "exit 0 on 2xx/3xx, else 5")
     p.add_argument("--stop-signal", type=_signal, default=signal.SIGTERM,
                    help="signal the service gets when the runner is stopped (default: TERM)")
     p.add_argument("--stop-timeout", type=_seconds, default=30.0,
@@ -123,6 +143,10 @@ def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
         requirements_only=args.requirements_only,
         code_only=args.code_only,
         keep_going=args.keep_going,
+        reinstall=args.reinstall,
+        watch=args.watch,
+        watch_ignore=args.watch_ignore,
+        check=args.check,
         stop_signal=args.stop_signal,
         stop_timeout=args.stop_timeout,
         restart=args.restart,
@@ -131,6 +155,13 @@ def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
         cache_dir=cache_dir.absolute() if cache_dir else None,
         envs_dir=env_path(environ, "RUNNER_ENVS_DIR"),
         network_timeout=timeout,
+        max_unpacked_bytes=_env_count(environ, "RUNNER_MAX_UNPACKED_BYTES",
+                                      Config.max_unpacked_bytes),
+        max_archive_members=_env_count(environ, "RUNNER_MAX_ARCHIVE_MEMBERS",
+                                       Config.max_archive_members),
+        lab_endpoint=environ.get("LAB_ENDPOINT") or None,
+        lab_token=environ.get("LAB_API_TOKEN") or None,
+        lab_project=environ.get("LAB_PROJECT") or None,
         runner_python=env_path(environ, "RUNNER_PYTHON"),
         resources_path=env_path(environ, "RESOURCES_PATH") or Path("/resources"),
         workspace_home=env_path(environ, "WORKSPACE_HOME") or Path("/workspace"),

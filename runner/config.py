@@ -24,6 +24,10 @@ class Config:
     requirements_only: bool = False
     code_only: bool = False
     keep_going: bool = False
+    reinstall: bool = False
+    watch: bool = False
+    watch_ignore: list[str] = field(default_factory=list)
+    check: bool = False
     stop_signal: signal.Signals = signal.SIGTERM
     stop_timeout: float = 30.0
     restart: str = "on-failure"
@@ -34,6 +38,9 @@ class Config:
     network_timeout: float = 120.0
     max_unpacked_bytes: int = 2 * 1024**3
     max_archive_members: int = 100_000
+    lab_endpoint: str | None = None
+    lab_token: str | None = field(default=None, repr=False)
+    lab_project: str | None = None
     runner_python: Path | None = None
     resources_path: Path = Path("/resources")
     workspace_home: Path = Path("/workspace")

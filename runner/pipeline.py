@@ -1,5 +1,7 @@
 """The pipeline of the contract: resolve the code, install its dependencies, serve it."""
 
+from pathlib import Path
+
 from runner import log
 from runner.config import Config
 from runner.errors import UsageError
@@ -8,7 +10,7 @@ from runner.install.base import ServiceEnv
 from runner.scratch import Scratch
 from runner.sources import resolve
 from runner.sources.base import Code
-from runner.supervisor import Supervisor
+from runner.supervisor import CheckSupervisor, Supervisor, WatchSupervisor
 
 
 def run(config: Config) -> int:
@@ -29,8 +31,23 @@ def run(config: Config) -> int:
 
 def serve(code: Code, config: Config, service_env: ServiceEnv) -> int:
     """Start the service on its Python, in its code root, with PORT set."""
+    argv, env = service_command(code, config, service_env)
+    if config.check:
+        return CheckSupervisor(config, argv, cwd=code.root, env=env).run()
+    if config.watch:
+
+        def reinstall() -> tuple[list[str | Path], dict[str, str]]:
+            return service_command(code, config, install(code, config))
+
+        return WatchSupervisor(config, argv, code.root, env, reinstall).run()
+    return Supervisor(config, argv, cwd=code.root, env=env).run()
+
+
+def service_command(
+    code: Code, config: Config, service_env: ServiceEnv
+) -> tuple[list[str | Path], dict[str, str]]:
+    """The service's argv and environment: its Python, its main, PORT set."""
     env = service_env.environ()
     env["PORT"] = str(config.port)
     env["PYTHONUNBUFFERED"] = "1"
-    argv = [service_env.python, code.main, *config.service_args]
-    return Supervisor(config, argv, cwd=code.root, env=env).run()
+    return [service_env.python, code.main, *config.service_args], env

@@ -10,11 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Secrets the tests hand to the runner; none may ever appear in its output.
@@ -85,8 +87,31 @@ class RunnerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        self.stdout = ""
-        self.stderr = ""
+        self._out: list[bytes] = []
+        self._err: list[bytes] = []
+        self._readers = [
+            threading.Thread(target=_collect, args=(self.proc.stdout, self._out), daemon=True),
+            threading.Thread(target=_collect, args=(self.proc.stderr, self._err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @property
+    def stdout(self) -> str:
+        """The runner's stdout so far (all of it once `finish` returned)."""
+        return b"".join(self._out).decode(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        """The runner's stderr so far (all of it once `finish` returned)."""
+        return b"".join(self._err).decode(errors="replace")
+
+    def wait_log(self, text: str, timeout: float = 30) -> None:
+        """Wait until the runner's stderr contains `text`."""
+        try:
+            wait_for(lambda: text in self.stderr, timeout, f"{text!r} in the runner's log")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the log:\n{self.stderr}") from None
 
     @property
     def url(self) -> str:
@@ -114,13 +139,14 @@ class RunnerProcess:
     def finish(self, timeout: float = 60) -> int:
         """Wait for the exit, keep the output, check no secret leaked."""
         try:
-            out, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, err = self.proc.communicate()
+            self.proc.wait()
             raise AssertionError(f"runner did not exit within {timeout} s") from None
-        self.stdout += out.decode(errors="replace")
-        self.stderr += err.decode(errors="replace")
+        finally:
+            for reader in self._readers:
+                reader.join(timeout=10)
         assert_no_secrets(self.stdout + self.stderr)
         return self.proc.returncode
 
@@ -135,7 +161,13 @@ class RunnerProcess:
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-        self.proc.communicate()
+        self.proc.wait()
+
+
+def _collect(stream: Any, chunks: list[bytes]) -> None:
+    """Read a pipe to its end in a thread, so tests can look at output as it comes."""
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        chunks.append(chunk)
 
 
 def run_runner(

@@ -14,26 +14,48 @@ from runner.install.base import InstallContext, InstallStep, ServiceEnv
 from runner.install.conda import CondaStep
 from runner.install.requirements import RequirementsStep
 from runner.install.setup_sh import SetupShStep
+from runner.install.stamps import Stamps, state_dir
 from runner.sources.base import Code
 
 STEPS: list[InstallStep] = [CondaStep(), SetupShStep(), RequirementsStep()]
 
 
 def install(code: Code, config: Config) -> ServiceEnv:
-    """Run the steps (or, with `--code-only`, only activate what they made)."""
+    """Run the steps whose inputs changed; with `--code-only`, only activate them.
+
+    A step is skipped when its stamp says its file and the environment are as
+    the last complete install left them (`--reinstall` ignores stamps). Once a
+    step runs, every later step runs too: it may depend on what changed.
+    """
     ctx = InstallContext(code=code, config=config, service_env=ServiceEnv(config.service_python))
-    for step in STEPS:
-        file = step.trigger(code)
-        if file is None:
-            continue
-        if config.code_only:
-            step.activate(ctx, file)
-            continue
-        _run_step(step, ctx, file)
+    stamps = Stamps(state_dir(config.cache_dir), code.root, config.service_python)
+    rerun = config.reinstall
+    try:
+        for step in STEPS:
+            file = step.trigger(code)
+            if file is None:
+                continue
+            if config.code_only:
+                step.activate(ctx, file)
+                continue
+            if not rerun and stamps.unchanged(file, ctx.service_env):
+                log.info(f"{file.name} unchanged since the last install: skipped")
+                step.activate(ctx, file)
+            else:
+                rerun = True
+                if not _run_step(step, ctx, file):
+                    continue  # failed under --keep-going: no stamp, so it runs again
+            stamps.record(file)
+    except BaseException:
+        stamps.drop()
+        raise
+    if not config.code_only:
+        stamps.save(ctx.service_env)
     return ctx.service_env
 
 
-def _run_step(step: InstallStep, ctx: InstallContext, file: Path) -> None:
+def _run_step(step: InstallStep, ctx: InstallContext, file: Path) -> bool:
+    """Run one step; False when it failed and --keep-going let the run go on."""
     started = time.monotonic()
     log.info(f"installing from {file.name}")
     try:
@@ -42,5 +64,6 @@ def _run_step(step: InstallStep, ctx: InstallContext, file: Path) -> None:
         if not ctx.config.keep_going:
             raise
         log.warn(f"{exc} -- going on because of --keep-going")
-        return
+        return False
     log.info(f"{file.name} done in {time.monotonic() - started:.2f} s")
+    return True

@@ -40,6 +40,25 @@ def _ms(seconds: float | None) -> int | None:
     return None if seconds is None else int(seconds * 1000) + 1
 
 
+def _earliest(*timeouts: float | None) -> float | None:
+    """The shortest of some timeouts, None (forever) when none is set."""
+    return min((t for t in timeouts if t is not None), default=None)
+
+
+@dataclass
+class Restart:
+    """Start the service again after `delay` seconds (None: when a variant says)."""
+
+    delay: float | None
+
+
+@dataclass
+class Exit:
+    """End the run with this exit code."""
+
+    code: int
+
+
 def exit_status(returncode: int) -> int:
     """A child's status as a shell would report it: 128+N for signal N."""
     return 128 - returncode if returncode < 0 else returncode
@@ -53,6 +72,7 @@ class Run:
     pidfd: int
     started: float = field(default_factory=time.monotonic)
     ready_after: float | None = None
+    stop_requested: bool = False
     fds: dict[int, int] = field(default_factory=dict)  # child pipe -> our fd
 
     @property
@@ -77,6 +97,7 @@ class Supervisor:
         self._stop_deadline: float | None = None
         self._poller = select.poll()
         self._wakeup_r = -1
+        self._go = False
 
     # -- the loop -------------------------------------------------------------
 
@@ -92,10 +113,13 @@ class Supervisor:
                     raise self.failure
                 if self.stop_signum is not None:
                     return exit_status(returncode)
-                delay = self.after_exit(run, returncode)
-                if delay is None:
-                    return 0 if returncode == 0 else exit_status(returncode)
-                if not self.sleep(delay):
+                if run.stop_requested:
+                    decision = self.stopped(run)
+                else:
+                    decision = self.after_exit(run, returncode)
+                if isinstance(decision, Exit):
+                    return decision.code
+                if not self.wait(decision.delay):
                     return 128 + (self.stop_signum or 0)
 
     def start(self) -> Run:
@@ -117,6 +141,7 @@ class Supervisor:
         while run.child.poll() is None:
             for fd, _ in self._poller.poll(_ms(self._timeout(run))):
                 self.on_event(run, fd)
+            self.tick(run)
             self._check_stop_deadline(run)
             if run.ready_after is None and run.child.poll() is None:
                 self._probe(run)
@@ -124,8 +149,8 @@ class Supervisor:
         self._finish(run)
         return run.child.returncode
 
-    def after_exit(self, run: Run, returncode: int) -> float | None:
-        """Decide, after an unrequested exit, the delay before a restart (None: end).
+    def after_exit(self, run: Run, returncode: int) -> "Restart | Exit":
+        """Decide what follows an exit nobody asked for.
 
         Raises `ServiceError` when the service cannot be kept running.
         """
@@ -137,7 +162,7 @@ class Supervisor:
                 raise ServiceError(f"the service {how} (--restart never); "
                                    f"its last output: {self.tail.quote()}")
             log.info(f"service {how}")
-            return None
+            return Exit(0)
         if self.backoff.exhausted:
             raise ServiceError(
                 f"the service failed {self.backoff.failures} times in a row before serving "
@@ -145,18 +170,40 @@ class Supervisor:
                 "(fix the error above and start again)"
             )
         log.warn(f"service {how}; restarting in {self.backoff.delay:.1f} s")
-        return self.backoff.delay
+        return Restart(self.backoff.delay)
 
-    def sleep(self, seconds: float) -> bool:
-        """Wait before a restart; False if a stop signal came meanwhile."""
-        deadline = time.monotonic() + seconds
-        while self.stop_signum is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
+    def wait(self, seconds: float | None) -> bool:
+        """Wait before a restart (None: until `tick` says go); False if stopped meanwhile."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        self._go = False
+        while self.stop_signum is None and not self._go:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 return True
-            for fd, _ in self._poller.poll(_ms(left)):
+            for fd, _ in self._poller.poll(_ms(_earliest(left, self.timer()))):
                 self.on_event(None, fd)
-        return False
+            self.tick(None)
+        return self.stop_signum is None
+
+    def restart_now(self) -> None:
+        """For variants: end a `wait` early (a change came)."""
+        self._go = True
+
+    # -- hooks for variants -----------------------------------------------------------
+
+    def on_ready(self, run: Run) -> None:
+        """The service has just opened its port."""
+
+    def stopped(self, run: Run) -> "Restart | Exit":
+        """What follows when a variant stopped the service itself."""
+        return Exit(exit_status(run.child.returncode))
+
+    def timer(self) -> float | None:
+        """Seconds until a variant's own timer is due (None: no timer)."""
+        return None
+
+    def tick(self, run: Run | None) -> None:
+        """Called after every wake-up, with the current run (None between runs)."""
 
     # -- events -----------------------------------------------------------------
 
@@ -189,6 +236,7 @@ class Supervisor:
         log.info(f"stopping the service: {stop.name}, "
                  f"SIGKILL after {self.config.stop_timeout:g} s")
         signal_group(run.child, stop)
+        run.stop_requested = True
         self._stop_deadline = time.monotonic() + self.config.stop_timeout
 
     # -- internals ----------------------------------------------------------------
@@ -199,7 +247,7 @@ class Supervisor:
             timers.append(_probe_interval(run.ran_for))
         if self._stop_deadline is not None:
             timers.append(max(0.0, self._stop_deadline - time.monotonic()))
-        return min(timers, default=None)
+        return _earliest(*timers, self.timer())
 
     def _probe(self, run: Run) -> None:
         if group_listens(run.child.pid, self.config.port):
@@ -215,9 +263,6 @@ class Supervisor:
                 "(make it listen on the port in $PORT)"
             )
             self.stop_service(run)
-
-    def on_ready(self, run: Run) -> None:
-        """Hook for variants: the service has just opened its port."""
 
     def _warn_not_ready(self, run: Run, warned_at: float) -> float:
         if run.ran_for - warned_at >= WAITING_WARNING_EVERY:

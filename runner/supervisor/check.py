@@ -1,0 +1,71 @@
+"""`--check`: start the service once, ask it over HTTP, stop it. A smoke test for CI.
+
+It asks `GET /health` first (the health route model services are expected to
+have) and falls back to `GET /` when that route does not exist (404).
+"""
+
+import http.client
+import time
+
+from runner import log
+from runner.errors import ServiceError
+from runner.supervisor.base import Exit, Restart, Run, Supervisor, exit_status
+
+DEFAULT_READY_TIMEOUT = 60.0
+REQUEST_TIMEOUT = 10.0
+SHOWN_BYTES = 200
+
+
+class CheckSupervisor(Supervisor):
+    """Runs the service until its first HTTP answer, then stops it."""
+
+    answer: tuple[str, int, str, bytes] | None = None
+
+    def run(self) -> int:
+        if self.config.ready_timeout is None:
+            self.config.ready_timeout = DEFAULT_READY_TIMEOUT
+        return super().run()
+
+    def on_ready(self, run: Run) -> None:
+        self.answer = self._ask()
+        self.stop_service(run)
+
+    def after_exit(self, run: Run, returncode: int) -> Restart | Exit:
+        raise ServiceError(
+            f"check failed: the service exited with status {exit_status(returncode)} "
+            f"before opening port {self.config.port}; its last output: {self.tail.quote()}"
+        )
+
+    def stopped(self, run: Run) -> Restart | Exit:
+        """The check's verdict once the service it asked has stopped."""
+        assert self.answer is not None and run.ready_after is not None
+        path, status, reason, body = self.answer
+        shown = body[:SHOWN_BYTES].decode("utf-8", "replace").strip()
+        summary = f"GET {path} -> {status} {reason} (ready after {run.ready_after:.2f} s): {shown}"
+        if 200 <= status < 400:
+            log.info(f"check passed: {summary}")
+            return Exit(0)
+        raise ServiceError(f"check failed: {summary} (a healthy service answers 2xx or 3xx)")
+
+    def _ask(self) -> tuple[str, int, str, bytes]:
+        """GET /health, or / when there is no health route."""
+        answer = self._get("/health")
+        if answer[1] == 404:
+            answer = self._get("/")
+        return answer
+
+    def _get(self, path: str) -> tuple[str, int, str, bytes]:
+        deadline = time.monotonic() + REQUEST_TIMEOUT
+        conn = http.client.HTTPConnection("127.0.0.1", self.config.port, timeout=REQUEST_TIMEOUT)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return path, resp.status, resp.reason, resp.read(SHOWN_BYTES)
+        except (OSError, http.client.HTTPException) as exc:
+            waited = REQUEST_TIMEOUT - (deadline - time.monotonic())
+            raise ServiceError(
+                f"check failed: GET {path} on port {self.config.port} got no answer "
+                f"after {waited:.1f} s ({exc})"
+            ) from None
+        finally:
+            conn.close()

@@ -1,0 +1,198 @@
+"""Testing service code by hand: install stamps, --watch, --check."""
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from helpers import RunnerProcess, make_wheel, run_runner, wait_for, write_service
+
+SKIPPED = "unchanged since the last install: skipped"
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    """The runner's state (stamps) for one test only."""
+    return tmp_path / "cache"
+
+
+def starts(stderr: str) -> int:
+    return len(re.findall(r"service started \(pid \d+\)", stderr))
+
+
+def test_warm_start_skips_unchanged_steps_and_sees_changes(tmp_path: Path, cache: Path) -> None:
+    svc = write_service(tmp_path / "svc")
+    target = tmp_path / "site"
+    wheels = tmp_path / "wheels"
+    first, second = make_wheel(wheels, "firstdep"), make_wheel(wheels, "seconddep")
+    (svc / "setup.sh").write_text("echo ran >> setup.count\n")
+    (svc / "requirements.txt").write_text(f"{first}\n")
+    args = [svc, "--requirements-only", "--cache-dir", cache]
+    env = {"PIP_TARGET": str(target)}
+
+    cold = run_runner(args, env=env)
+    assert cold.proc.returncode == 0, cold.stderr
+    assert "installing from setup.sh" in cold.stderr
+
+    warm = run_runner(args, env=env)
+    assert warm.proc.returncode == 0
+    assert f"setup.sh {SKIPPED}" in warm.stderr
+    assert f"requirements.txt {SKIPPED}" in warm.stderr
+    assert (svc / "setup.count").read_text() == "ran\n"
+
+    (svc / "requirements.txt").write_text(f"{first}\n{second}\n")
+    changed = run_runner(args, env=env)
+    assert changed.proc.returncode == 0
+    assert f"setup.sh {SKIPPED}" in changed.stderr
+    assert "installing from requirements.txt" in changed.stderr
+    assert (target / "seconddep.py").is_file()
+
+    forced = run_runner([*args, "--reinstall"], env=env)
+    assert forced.proc.returncode == 0
+    assert SKIPPED not in forced.stderr
+    assert (svc / "setup.count").read_text() == "ran\nran\n"
+
+
+def test_a_failed_install_is_not_stamped(tmp_path: Path, cache: Path) -> None:
+    svc = write_service(tmp_path / "svc")
+    (svc / "setup.sh").write_text("echo ran >> setup.count\n")
+    (svc / "requirements.txt").write_text("--no-index\nnot-there-q9\n")
+    args = [svc, "--requirements-only", "--cache-dir", cache]
+    assert run_runner(args).proc.returncode == 4
+    again = run_runner(args)
+    assert again.proc.returncode == 4
+    assert SKIPPED not in again.stderr
+    assert (svc / "setup.count").read_text() == "ran\nran\n"
+
+
+def replace_reply(svc: Path, reply: str) -> None:
+    main = svc / "__main__.py"
+    main.write_text(re.sub(r"REPLY = .*", f"REPLY = {reply!r}", main.read_text()))
+
+
+def serves(runner: RunnerProcess, body: bytes, timeout: float = 20) -> None:
+    wait_for(lambda: runner.get(timeout=1) == (200, body), timeout, f"an answer {body!r}")
+
+
+def test_watch_restarts_on_edit_and_survives_a_broken_edit(tmp_path: Path, cache: Path) -> None:
+    svc = write_service(tmp_path / "svc", reply="v1")
+    runner = RunnerProcess([svc, "--watch", "--cache-dir", cache])
+    try:
+        assert runner.wait_http() == (200, b"v1")
+        replace_reply(svc, "v2")
+        serves(runner, b"v2")
+        main = svc / "__main__.py"
+        good = main.read_text()
+        main.write_text(good + "\ndef broken(:\n")
+        runner.wait_log("waiting for a change to restart it")
+        assert runner.get(timeout=1) is None
+        main.write_text(good.replace("'v2'", "'v3'"))
+        serves(runner, b"v3")
+    finally:
+        runner.signal()
+        assert runner.finish() == 0
+    assert "SyntaxError" in runner.stderr, runner.stderr
+    assert "waiting for a change to restart it" in runner.stderr
+
+
+def test_watch_turns_a_burst_of_saves_into_one_restart(tmp_path: Path, cache: Path) -> None:
+    svc = write_service(tmp_path / "svc", reply="v0")
+    runner = RunnerProcess([svc, "--watch", "--cache-dir", cache])
+    try:
+        runner.wait_http()
+        for i in range(1, 21):
+            replace_reply(svc, f"v{i}")
+            time.sleep(0.005)  # an editor saving in quick succession
+        serves(runner, b"v20")
+        (svc / "__pycache__").mkdir(exist_ok=True)
+        (svc / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"ignored")
+        (svc / ".notes.swp").write_text("ignored")
+        (svc / ".git").mkdir()
+        (svc / ".git" / "HEAD").write_text("ignored")
+        replace_reply(svc, "v21")
+        serves(runner, b"v21")
+    finally:
+        runner.signal()
+        runner.finish()
+    assert starts(runner.stderr) == 3, runner.stderr
+    lines = runner.stderr.splitlines()
+    changed = [line.split("changed: ")[1] for line in lines if "changed: " in line]
+    assert changed == ["__main__.py", "__main__.py"]
+
+
+def test_watch_ignore_patterns(tmp_path: Path, cache: Path) -> None:
+    svc = write_service(tmp_path / "svc", reply="v0")
+    runner = RunnerProcess([svc, "--watch", "--watch-ignore", "*.csv", "--cache-dir", cache])
+    try:
+        runner.wait_http()
+        (svc / "data.csv").write_text("a,b\n")
+        replace_reply(svc, "v1")
+        serves(runner, b"v1")
+    finally:
+        runner.signal()
+        runner.finish()
+    changed_lines = [line for line in runner.stderr.splitlines() if "changed: " in line]
+    assert changed_lines and all("data.csv" not in line for line in changed_lines)
+
+
+def test_watch_reinstalls_only_from_the_changed_dependency(tmp_path: Path, cache: Path) -> None:
+    svc = write_service(tmp_path / "svc", body="import importlib.util as u\n"
+                        "REPLY_DEP = str(u.find_spec('laterdep') is not None)")
+    replace_reply(svc, "x")
+    main = svc / "__main__.py"
+    main.write_text(main.read_text().replace("REPLY = 'x'", "REPLY = REPLY_DEP"))
+    target = tmp_path / "site"
+    wheel = make_wheel(tmp_path / "wheels", "laterdep")
+    (svc / "setup.sh").write_text("echo ran >> setup.count\n")
+    (svc / "requirements.txt").write_text("")
+    env = {"PIP_TARGET": str(target), "PYTHONPATH": str(target)}
+    runner = RunnerProcess([svc, "--watch", "--cache-dir", cache], env=env)
+    try:
+        assert runner.wait_http() == (200, b"False")
+        (svc / "requirements.txt").write_text(f"{wheel}\n")
+        serves(runner, b"True", timeout=60)
+    finally:
+        runner.signal()
+        runner.finish()
+    assert (svc / "setup.count").read_text() == "ran\n"
+    assert runner.stderr.count("installing from requirements.txt") == 2
+
+
+def test_check_passes_on_a_healthy_service(service: Path) -> None:
+    runner = run_runner([service, "--check"])
+    assert runner.proc.returncode == 0
+    assert re.search(r"check passed: GET /health -> 200 OK \(ready after \d+\.\d\d s\): ok",
+                     runner.stderr), runner.stderr
+
+
+def test_check_fails_on_an_error_answer(tmp_path: Path) -> None:
+    svc = write_service(tmp_path / "svc")
+    main = svc / "__main__.py"
+    status = "500 if self.path == '/' else 404"
+    main.write_text(main.read_text().replace("send_response(200)", f"send_response({status})"))
+    runner = run_runner([svc, "--check"])
+    assert runner.proc.returncode == 5
+    assert re.fullmatch(r"error: check failed: GET / -> 500 Internal Server Error \(ready after "
+                        r"\d+\.\d\d s\): ok \(a healthy service answers 2xx or 3xx\)",
+                        runner.error_line())
+
+
+def test_check_fails_when_the_port_never_opens(tmp_path: Path) -> None:
+    svc = tmp_path / "svc"
+    svc.mkdir()
+    (svc / "__main__.py").write_text("import time\ntime.sleep(60)\n")
+    runner = run_runner([svc, "--check", "--ready-timeout", "1", "--stop-timeout", "2"])
+    assert runner.proc.returncode == 5
+    assert "did not open port" in runner.error_line()
+
+
+def test_check_fails_when_the_service_exits(tmp_path: Path) -> None:
+    svc = tmp_path / "svc"
+    svc.mkdir()
+    (svc / "__main__.py").write_text("raise SystemExit('no model file')\n")
+    runner = run_runner([svc, "--check"])
+    assert runner.proc.returncode == 5
+    assert runner.error_line() == (
+        f"error: check failed: the service exited with status 1 before opening port "
+        f"{runner.port}; its last output: no model file"
+    )
