@@ -5,9 +5,11 @@ Everything the runner itself prints does, so that a token registered with
 `add_secret` (or written as URL userinfo) can never reach a log line.
 """
 
+import os
 import re
 import sys
 import time
+from functools import cache
 
 PREFIX = "runner"
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
@@ -28,9 +30,27 @@ def redact(text: str) -> str:
     return text
 
 
+_STARTED = time.monotonic()
+_DIM, _CYAN, _YELLOW, _RED, _RESET = "\033[2m", "\033[36m", "\033[33m", "\033[31m", "\033[0m"
+
+
+@cache
+def on_terminal() -> bool:
+    """A person is watching: compact colored status. Else (a container log): plain lines."""
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb" and "NO_COLOR" not in os.environ
+
+
 def _stamp() -> str:
     now = time.time()
     return time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+
+
+def _line(message: str, color: str = "") -> str:
+    """`[runner 12:00:01.234] message` in a log; `+1.23s ▸ message` on a terminal."""
+    if on_terminal():
+        elapsed = time.monotonic() - _STARTED
+        return f"{_DIM}{elapsed:+7.2f}s{_RESET} {_CYAN}▸{_RESET} {color}{message}{_RESET}"
+    return f"[{PREFIX} {_stamp()}] {message}"
 
 
 def _write(line: str) -> None:
@@ -40,17 +60,18 @@ def _write(line: str) -> None:
 
 def info(message: str) -> None:
     """A progress line of the runner."""
-    _write(f"[{PREFIX} {_stamp()}] {message}")
+    _write(_line(message))
 
 
 def warn(message: str) -> None:
     """Something the user should know about that does not stop the run."""
-    _write(f"[{PREFIX} {_stamp()}] warning: {message}")
+    _write(_line(f"warning: {message}", _YELLOW))
 
 
 def error(message: str) -> None:
     """The one `error:` line of a failed run (the contract: it starts the line)."""
-    _write(f"error: {message}")
+    line = f"error: {message}"
+    _write(f"{_RED}{line}{_RESET}" if on_terminal() else line)
 
 
 def passthrough(text: str) -> None:

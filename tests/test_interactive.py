@@ -196,3 +196,47 @@ def test_check_fails_when_the_service_exits(tmp_path: Path) -> None:
         f"error: check failed: the service exited with status 1 before opening port "
         f"{runner.port}; its last output: no model file"
     )
+
+
+def run_on_terminal(args: list[str | Path]) -> tuple[int, str]:
+    """Run the runner with a pseudo-terminal as its stdout and stderr, as a person would."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from helpers import ROOT, free_port
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "PORT": str(free_port()), "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "runner", *map(str, args)], cwd=ROOT, env=env,
+                            stdin=subprocess.DEVNULL, stdout=follower, stderr=follower)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the terminal closed: the runner and its children are gone
+            break
+        if not data:
+            break
+        out += data
+    os.close(leader)
+    return proc.wait(timeout=30), out.decode(errors="replace")
+
+
+def test_terminal_shows_compact_status_with_times(service: Path) -> None:
+    code, screen = run_on_terminal([service, "--check"])
+    assert code == 0
+    assert re.search(r"\x1b\[2m +\+\d+\.\d\ds\x1b\[0m \x1b\[36m▸\x1b\[0m service ready on :\d+",
+                     screen), screen
+    assert "[runner " not in screen
+
+
+def test_log_without_terminal_has_plain_timestamped_lines(service: Path) -> None:
+    runner = run_runner([service, "--check"])
+    assert runner.proc.returncode == 0
+    assert "\x1b[" not in runner.stderr
+    assert re.search(r"^\[runner \d\d:\d\d:\d\d\.\d{3}\] service ready on :\d+", runner.stderr,
+                     re.MULTILINE)
