@@ -83,13 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The flags; each help text says its environment variable where it has one."""
     p = _Parser(
         prog="execute-code",
+        usage="%(prog)s [CODE] [flags] [-- SERVICE_ARGS...]",
         description="Fetch service code, install its dependencies and serve it supervised.",
         epilog="Exit codes: 0 ok, 2 usage, 3 code not resolved, 4 dependency step failed, "
         "5 service not kept running, else the service's status (128+N for signal N).",
     )
     p.add_argument("code", nargs="?", help="folder, .py script, VCS URL, lab key or URL "
                    "(default: $EXECUTE_CODE)")
-    p.add_argument("service_args", nargs="*", help="arguments for the service, after `--`")
     p.add_argument("--port", type=_port, help=f"service port, passed as $PORT "
                    f"(default: $PORT or {DEFAULT_PORT})")
     mode = p.add_mutually_exclusive_group()
@@ -128,7 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
     """Flags win over environment variables, which win over defaults."""
-    args = build_parser().parse_args(list(argv))
+    argv = list(argv)
+    service_args: list[str] = []
+    if "--" in argv:  # everything after `--` is the service's, flags included
+        at = argv.index("--")
+        argv, service_args = argv[:at], argv[at + 1:]
+    args = build_parser().parse_args(argv)
     port = args.port
     if port is None:
         port = _port(environ["PORT"]) if environ.get("PORT") else DEFAULT_PORT
@@ -138,7 +143,7 @@ def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
         timeout = _seconds(environ.get("RUNNER_NETWORK_TIMEOUT") or "120")
     return Config(
         code=args.code or environ.get("EXECUTE_CODE") or None,
-        service_args=args.service_args,
+        service_args=service_args,
         port=port,
         requirements_only=args.requirements_only,
         code_only=args.code_only,

@@ -1,36 +1,51 @@
-"""What the image does when it starts: serve code, or open the workspace."""
+"""What the image does when it starts: serve code, open the workspace, or run a command.
+
+`docker run IMAGE` with `EXECUTE_CODE` (or with runner arguments) serves the
+code; with neither it opens the workspace. Like the entrypoints of the
+official images, a first argument that is a program (`bash`, or the seed's
+`CMD ["python", "/resources/docker-entrypoint.py", "--code-only"]`) is run
+as it is, without a shell.
+"""
 
 import os
+import shutil
 from collections.abc import Sequence
 
-from runner import cli, log
-from runner.errors import UsageError
+from runner import cli, log, workspace
+from runner.errors import RunnerError, UsageError
 
 
 def main(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> int:
-    """With `EXECUTE_CODE` (or a code argument): the pipeline from `WORKSPACE_HOME`."""
-    if environ.get("EXECUTE_CODE") or _has_code_argument(argv):
+    """Run a program, serve code (from `WORKSPACE_HOME`) or open the workspace.
+
+    Returns the exit code; the program and the workspace replace this process.
+    """
+    if argv and _is_program(argv[0]):
+        return _exec(argv)
+    if environ.get("EXECUTE_CODE") or argv:
         home = environ.get("WORKSPACE_HOME") or "/workspace"
         if os.path.isdir(home):
             os.chdir(home)
         return cli.main(argv)
-    return workspace(environ)
-
-
-def _has_code_argument(argv: Sequence[str]) -> bool:
-    """Whether the arguments name code themselves (`docker run IMAGE ./svc`)."""
     try:
-        return cli.build_parser().parse_args(list(argv)).code is not None
-    except UsageError:
-        return True  # let the pipeline report the bad flag
+        workspace.start(environ)
+    except RunnerError as exc:
+        log.error(str(exc))
+        return exc.exit_code
 
 
-def workspace(environ: dict[str, str] | os._Environ) -> int:
-    """The workspace mode (JupyterLab); not in this image yet."""
-    error = UsageError(
-        "EXECUTE_CODE is not set: set it to a folder, script or URL to serve "
-        "(docker run --env EXECUTE_CODE=/workspace/my-service ...); "
-        "the interactive workspace is not available in this image yet"
-    )
-    log.error(str(error))
-    return error.exit_code
+def _is_program(arg: str) -> bool:
+    """A program on PATH (or by path), but not a flag and not code to serve."""
+    if arg.startswith("-") or arg.endswith(".py") or os.path.isdir(arg):
+        return False
+    return shutil.which(arg) is not None
+
+
+def _exec(argv: Sequence[str]) -> int:
+    try:
+        os.execvp(argv[0], list(argv))
+    except OSError as exc:
+        error = UsageError(f"cannot run {argv[0]}: {exc.strerror}: check the command "
+                           "given to the container")
+        log.error(str(error))
+        return error.exit_code

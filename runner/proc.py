@@ -47,13 +47,14 @@ def spawn(
     cwd: Path,
     env: Mapping[str, str],
     merge_output: bool = False,
+    stdin: int = subprocess.DEVNULL,
 ) -> subprocess.Popen[bytes]:
     """Start `argv` in a new process group with piped, non-blocking output."""
     child = subprocess.Popen(
         [os.fspath(a) for a in argv],
         cwd=cwd,
         env=dict(env),
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT if merge_output else subprocess.PIPE,
         process_group=0,

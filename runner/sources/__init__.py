@@ -9,9 +9,12 @@ from runner.config import Config
 from runner.errors import ResolveError
 from runner.scratch import Scratch
 from runner.sources.base import Code, CodeSource
+from runner.sources.http import HttpSource
+from runner.sources.lab import LabSource
 from runner.sources.local import LocalSource
+from runner.sources.vcs import VcsSource
 
-SOURCES: list[type[CodeSource]] = [LocalSource]
+SOURCES: list[type[CodeSource]] = [LocalSource, VcsSource, HttpSource, LabSource]
 
 
 def resolve(spec: str, config: Config, scratch: Scratch) -> Code:
@@ -28,7 +31,7 @@ def resolve(spec: str, config: Config, scratch: Scratch) -> Code:
 
 def _not_found_message(spec: str) -> str:
     return (
-        f"{log.redact(spec)} does not exist: give an existing folder or .py script, "
-        "a VCS URL (git+https://...), an http(s) URL, or an ML Lab data key "
-        "with LAB_ENDPOINT, LAB_API_TOKEN and LAB_PROJECT set"
+        f"{log.redact(spec)} does not exist locally: if it is an ML Lab data key, set "
+        "LAB_ENDPOINT, LAB_API_TOKEN and LAB_PROJECT; else give an existing folder or "
+        ".py script, a VCS URL (git+https://...) or an http(s) URL"
     )

@@ -124,7 +124,10 @@ class Supervisor:
 
     def start(self) -> Run:
         """Start the service once."""
-        child = spawn(self.argv, cwd=self.cwd, env=self.env)
+        return self.track(spawn(self.argv, cwd=self.cwd, env=self.env))
+
+    def track(self, child: subprocess.Popen[bytes]) -> Run:
+        """Supervise a just-started service process: its exit and its output."""
         self.tail = Tail()  # errors quote the last run only
         run = Run(child=child, pidfd=os.pidfd_open(child.pid))
         for pipe, ours in ((child.stdout, 1), (child.stderr, 2)):
@@ -176,14 +179,14 @@ class Supervisor:
         """Wait before a restart (None: until `tick` says go); False if stopped meanwhile."""
         deadline = None if seconds is None else time.monotonic() + seconds
         self._go = False
-        while self.stop_signum is None and not self._go:
+        while self.stop_signum is None:
+            self.tick(None)
             left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
+            if self._go or (left is not None and left <= 0):
                 return True
             for fd, _ in self._poller.poll(_ms(_earliest(left, self.timer()))):
                 self.on_event(None, fd)
-            self.tick(None)
-        return self.stop_signum is None
+        return False
 
     def restart_now(self) -> None:
         """For variants: end a `wait` early (a change came)."""

@@ -22,6 +22,7 @@ from runner import log
 from runner.config import Config
 from runner.errors import InstallError
 from runner.supervisor.base import Exit, Restart, Run, Supervisor, exit_status
+from runner.supervisor.prewarm import Zygote, third_party_imports
 
 QUIET = 0.05  # seconds without events that end a burst of saves
 MAX_BURST = 1.0  # restart at the latest this long after the first change
@@ -79,7 +80,7 @@ class WatchSupervisor(Supervisor):
         self._last_change = 0.0
         self._events_r, self._events_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._pending: list[str] = []
-        self._announced = False
+        self._zygote: Zygote | None = None
 
     def run(self) -> int:
         observer = self._observe()
@@ -88,6 +89,7 @@ class WatchSupervisor(Supervisor):
         try:
             return super().run()
         finally:
+            self._discard_zygote()
             observer.stop()
             os.close(self._events_r)
             os.close(self._events_w)
@@ -136,26 +138,32 @@ class WatchSupervisor(Supervisor):
                 self._last_change = now
 
     def timer(self) -> float | None:
+        """Wake up when the current burst of changes is over (None: no burst, or over)."""
+        left = self._burst_left()
+        return left if left is not None and left > 0 else None
+
+    def _burst_left(self) -> float | None:
         if not self.changed:
             return None
         due = min(self._last_change + QUIET, self._first_change + MAX_BURST)
-        return max(0.0, due - time.monotonic())
+        return due - time.monotonic()
 
     def tick(self, run: Run | None) -> None:
-        """When a burst of changes is over: stop the running service, or start it."""
-        if not self.changed or self.timer() or self._announced:
+        """On a change: stop the service at once, start it when the burst is over.
+
+        Stopping right at the first event overlaps the old process's shutdown
+        with the rest of the burst, so the quiet window costs no extra time.
+        """
+        if not self.changed:
             return
-        self._announced = True
-        changed = sorted(self.changed)
-        log.info(f"changed: {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
         if run is not None and run.child.poll() is None:
             self.stop_service(run)
-        elif run is None:
+        elif run is None and (self._burst_left() or 0) <= 0:
             self.restart_now()
 
     def stopped(self, run: Run) -> Restart | Exit:
-        """We stopped it for a change: start it again at once."""
-        return Restart(0)
+        """We stopped it for a change: start it again once the burst is over."""
+        return Restart(None)
 
     def after_exit(self, run: Run, returncode: int) -> Restart | Exit:
         log.warn(f"service exited with status {exit_status(returncode)} after "
@@ -163,13 +171,30 @@ class WatchSupervisor(Supervisor):
         return Restart(None)
 
     def start(self) -> Run:
+        """Start the service: in the pre-started process when there is one."""
         if self.changed:
             self._apply_changes()
+        zygote, self._zygote = self._zygote, None
+        if zygote is not None and zygote.alive():
+            return self.track(zygote.go())
+        if zygote is not None:
+            zygote.discard()
         return super().start()
 
+    def on_ready(self, run: Run) -> None:
+        """The service is up: prepare the process for the next restart."""
+        if self._zygote is None:
+            modules = third_party_imports(self.cwd)
+            self._zygote = Zygote(self.argv, self.cwd, self.env, modules)
+
+    def _discard_zygote(self) -> None:
+        if self._zygote is not None:
+            self._zygote.discard()
+            self._zygote = None
+
     def _apply_changes(self) -> None:
-        changed, self.changed = self.changed, set()
-        self._announced = False
+        changed, self.changed = sorted(self.changed), set()
+        log.info(f"changed: {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
         if any(PurePosixPath(p).name in DEPENDENCY_FILES and "/" not in p for p in changed):
             try:
                 argv, env = self.reinstall()
@@ -177,4 +202,5 @@ class WatchSupervisor(Supervisor):
                 log.warn(f"{exc}; starting the service with what is installed")
                 return
             self.argv, self.env = list(argv), dict(env)
+            self._discard_zygote()  # it was made for the old environment
 

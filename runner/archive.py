@@ -1,0 +1,257 @@
+"""Turn a downloaded file into runnable code: a single script, or an unpacked archive.
+
+Archives come from other people's uploads, so unpacking is defensive: every
+member is checked BEFORE anything is written (no name outside the target,
+no link pointing out, no device files, declared sizes and member count under
+the limits), so a bad archive fails with nothing on disk; tar extraction then
+also runs through the standard library's 'data' filter as a second line.
+"""
+
+import os
+import shutil
+import stat
+import tarfile
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+from runner import log
+from runner.cache import Cache
+from runner.config import Config
+from runner.errors import ResolveError
+from runner.scratch import Scratch
+
+SCRIPT, ZIP, TAR = "script", "zip", "tar"
+KNOWN = ".py script, or .zip, .tar, .tar.gz or .tgz archive"
+#: Folders some archivers add beside the real content; not code.
+_JUNK = frozenset({"__MACOSX"})
+
+
+def kind_of(name: str, file: Path, what: str) -> str:
+    """SCRIPT, ZIP or TAR: by the name first, by the content when the name says nothing."""
+    lower = name.lower()
+    if lower.endswith(".py"):
+        return SCRIPT
+    if lower.endswith(".zip"):
+        return ZIP
+    if lower.endswith((".tar", ".tar.gz", ".tgz")):
+        return TAR
+    if zipfile.is_zipfile(file):
+        return ZIP
+    if tarfile.is_tarfile(file):
+        return TAR
+    named = "" if name and name in what else f" ({name or 'no file name'})"
+    raise ResolveError(
+        f"{what}{named} is neither a Python script nor a known archive: "
+        f"upload the code as a {KNOWN}"
+    )
+
+
+def unpack(file: Path, name: str, target: Path, config: Config, what: str) -> Path:
+    """Put the code of `file` into the empty folder `target`; return the code path in it."""
+    kind = kind_of(name, file, what)
+    if kind == SCRIPT:
+        shutil.copyfile(file, target / script_name(name))
+    else:
+        try:
+            if kind == ZIP:
+                _unpack_zip(file, target, config, what)
+            else:
+                _unpack_tar(file, target, config, what)
+        except (zipfile.BadZipFile, tarfile.ReadError, tarfile.CompressionError,
+                EOFError, zlib.error) as exc:
+            raise ResolveError(
+                f"{what} is not a valid {kind} archive ({exc or type(exc).__name__}): "
+                "upload it again, or check that it is a complete " + KNOWN
+            ) from None
+        except tarfile.FilterError as exc:  # found while extracting: links through links
+            raise _unsafe(what, str(exc), "unpacking stopped") from None
+        except OSError as exc:
+            raise ResolveError(
+                f"{what}: cannot unpack: {exc.strerror or exc}: "
+                "check that the archive is complete and the disk has space"
+            ) from None
+    return code_path(target, name, what)
+
+
+def script_name(name: str) -> str:
+    """The file name a downloaded script is saved under (never a path)."""
+    return PurePosixPath(name.replace("\\", "/")).name or "main.py"
+
+
+def code_path(target: Path, name: str, what: str) -> Path:
+    """The code inside an unpacked `target`: the script, the single top folder, or `target`.
+
+    Also used on a cached entry, so it depends only on what is on disk and the name.
+    """
+    if name.lower().endswith(".py"):
+        return target / script_name(name)
+    entries = [e for e in target.iterdir() if e.name not in _JUNK]
+    if not entries:
+        raise ResolveError(f"{what} is an empty archive: put your code (with a __main__.py) "
+                           "in it and upload it again")
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+        return entries[0]
+    return target
+
+
+def _unsafe(what: str, detail: str, done: str = "nothing was unpacked") -> ResolveError:
+    return ResolveError(f"{what} is unsafe to unpack: {detail}; {done}: "
+                        "rebuild the archive with relative paths inside one folder")
+
+
+def _check_name(name: str, what: str) -> PurePosixPath:
+    """A member name as a relative path that stays inside the target, or an error."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or (len(name) > 1 and name[1] == ":"):
+        raise _unsafe(what, f"member {name!r} has an absolute path")
+    if ".." in path.parts:
+        raise _unsafe(what, f"member {name!r} points outside the archive (..)")
+    return path
+
+
+def _check_link(member: PurePosixPath, link: str, relative_to_member: bool, what: str) -> None:
+    """A link must name something inside the target, relative to where it is."""
+    if link.startswith("/") or PurePosixPath(link).is_absolute():
+        raise _unsafe(what, f"link {str(member)!r} points outside the archive (to {link})")
+    base = member.parent if relative_to_member else PurePosixPath()
+    depth = 0
+    for part in (*base.parts, *PurePosixPath(link).parts):
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        if depth < 0:
+            raise _unsafe(what, f"link {str(member)!r} points outside the archive (to {link})")
+
+
+class _Budget:
+    """The archive-bomb limits, counted from the members' declared sizes."""
+
+    def __init__(self, config: Config, what: str) -> None:
+        self.config = config
+        self.what = what
+        self.members = 0
+        self.bytes = 0
+
+    def add(self, size: int) -> None:
+        self.members += 1
+        self.bytes += size
+        if self.members > self.config.max_archive_members:
+            raise ResolveError(
+                f"{self.what} has more than {self.config.max_archive_members} members, over the "
+                "limit: if that is expected, raise RUNNER_MAX_ARCHIVE_MEMBERS"
+            )
+        if self.bytes > self.config.max_unpacked_bytes:
+            raise ResolveError(
+                f"{self.what} would unpack to more than {self.config.max_unpacked_bytes} bytes, "
+                "over the limit: if that is expected, raise RUNNER_MAX_UNPACKED_BYTES"
+            )
+
+
+def _unpack_zip(file: Path, target: Path, config: Config, what: str) -> None:
+    with zipfile.ZipFile(file) as zf:
+        members = _checked_zip(zf, config, what)
+        root = target.resolve()
+        for info, path in members:
+            _extract_zip_member(zf, info, root, path, what)
+
+
+def _zip_mode(info: zipfile.ZipInfo) -> int:
+    return info.external_attr >> 16 if info.create_system == 3 else 0
+
+
+def _checked_zip(
+    zf: zipfile.ZipFile, config: Config, what: str
+) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    budget = _Budget(config, what)
+    checked = []
+    for info in zf.infolist():
+        budget.add(info.file_size)
+        path = _check_name(info.filename, what)
+        mode = _zip_mode(info)
+        # Many zip writers leave the type bits 0 for plain files: only a set
+        # special type counts.
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            raise _unsafe(what, f"member {info.filename!r} is a device or special file")
+        if stat.S_ISLNK(mode):
+            _check_link(path, os.fsdecode(zf.read(info)), True, what)
+        checked.append((info, path))
+    return checked
+
+
+def _extract_zip_member(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path, path: PurePosixPath, what: str
+) -> None:
+    dest = root.joinpath(*path.parts) if path.parts else root
+    # Links made by earlier members must not lead a later one out of the target.
+    if not dest.resolve().is_relative_to(root):
+        raise _unsafe(what, f"member {info.filename!r} would be written outside the archive",
+                      "unpacking stopped")
+    mode = _zip_mode(info)
+    if info.is_dir():
+        dest.mkdir(parents=True, exist_ok=True)
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if stat.S_ISLNK(mode):
+        os.symlink(os.fsdecode(zf.read(info)), dest)
+        if not dest.resolve().is_relative_to(root):  # through an earlier link
+            dest.unlink()
+            raise _unsafe(what, f"link {info.filename!r} points outside the archive",
+                          "unpacking stopped")
+        return
+    with zf.open(info) as src, dest.open("wb") as out:
+        shutil.copyfileobj(src, out, 1024 * 1024)
+    if mode & 0o100:
+        dest.chmod(0o755)
+
+
+def _unpack_tar(file: Path, target: Path, config: Config, what: str) -> None:
+    with tarfile.open(file, "r:*") as tf:
+        members = _checked_tar(tf, config, what)
+        tf.extractall(target, members=members, filter="data")
+
+
+def _checked_tar(tf: tarfile.TarFile, config: Config, what: str) -> list[tarfile.TarInfo]:
+    budget = _Budget(config, what)
+    checked = []
+    for member in tf:  # one pass over the headers; stops at the first limit crossed
+        budget.add(member.size if member.isreg() else 0)
+        path = _check_name(member.name, what)
+        if member.issym():
+            _check_link(path, member.linkname, True, what)
+        elif member.islnk():
+            _check_link(path, member.linkname, False, what)
+        elif not (member.isreg() or member.isdir()):
+            raise _unsafe(what, f"member {member.name!r} is a device or special file")
+        checked.append(member)
+    return checked
+
+
+def place(
+    file: Path, name: str, what: str, config: Config, scratch: Scratch,
+    cache_key: tuple[str, ...] | None,
+) -> Path:
+    """Unpack a download into the cache entry for `cache_key`, else into a scratch folder.
+
+    The downloaded file is removed as soon as it is unpacked: large archives
+    should not take their disk space twice for the whole run.
+    """
+    cache = Cache(config.cache_dir)
+    try:
+        if cache.enabled and cache_key:
+            entry = cache.fill("code", cache_key,
+                               lambda staging: unpack(file, name, staging, config, what))
+            return code_path(entry, name, what)
+        return unpack(file, name, scratch.mkdtemp("code-"), config, what)
+    finally:
+        file.unlink(missing_ok=True)
+
+
+def cached(name: str, what: str, config: Config, cache_key: tuple[str, ...] | None) -> Path | None:
+    """The code path of an earlier run's unpacked download, if the cache has it."""
+    if not cache_key:
+        return None
+    entry = Cache(config.cache_dir).lookup("code", *cache_key)
+    if entry is None:
+        return None
+    log.info(f"using cached {what} from {entry}")
+    return code_path(entry, name, what)
+

@@ -1,0 +1,126 @@
+"""Reading a `conda-lock.yml` (conda-lock's format, version 1) for one platform.
+
+The lock is read here with PyYAML for what the runner decides itself: which
+platforms it has, the key of the environment, the sha256 of local packages
+(rattler checks downloads but not `file://` packages) and the pip packages.
+The worker reads it again with rattler to get installable records.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from runner.errors import InstallError
+from runner.install.conda_spec import load_yaml
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    """One package of the lock: conda's or pip's, where to get it and its sha256."""
+
+    name: str
+    manager: str
+    url: str
+    sha256: str
+
+
+@dataclass
+class LockSpec:
+    """The lock's packages for this machine's platform."""
+
+    platform: str
+    conda: list[LockedPackage]
+    pip: list[LockedPackage]
+
+    def key(self) -> str:
+        """A digest of exactly what gets installed."""
+        data = {"platform": self.platform,
+                "conda": sorted((p.url, p.sha256) for p in self.conda),
+                "pip": sorted((p.url, p.sha256) for p in self.pip)}
+        return hashlib.sha256(json.dumps(data).encode()).hexdigest()
+
+    def pip_requirements(self) -> str:
+        """A requirements file pinning each pip package to its URL and hash.
+
+        With a hash on every line pip checks them all (hash-checking mode).
+        """
+        return "".join(f"{p.name} @ {p.url} --hash=sha256:{p.sha256}\n" for p in self.pip)
+
+
+def read_lock_file(file: Path, platform: str) -> LockSpec:
+    """Parse `file` for `platform`; a lock without it names the ones it has."""
+    data = load_yaml(file)
+    if not isinstance(data, dict) or data.get("version") != 1:
+        version = data.get("version") if isinstance(data, dict) else None
+        raise InstallError(
+            f"{file.name}: expected a conda-lock file of version 1, got version {version!r} "
+            "(make it with `conda-lock lock --kind lock`)"
+        )
+    packages = data.get("package")
+    if not isinstance(packages, list):
+        raise InstallError(f"{file.name}: no `package:` list (make it with `conda-lock lock`)")
+    mine = [_package(file, p) for p in packages if isinstance(p, dict) and
+            p.get("platform") == platform]
+    if not mine:
+        raise InstallError(
+            f"{file.name} has no packages for this machine's platform {platform} "
+            f"(it has: {', '.join(_platforms(data, packages)) or 'none'}); "
+            f"lock it for {platform} too: conda-lock lock -p {platform}"
+        )
+    return LockSpec(
+        platform=platform,
+        conda=[p for p in mine if p.manager == "conda"],
+        pip=[p for p in mine if p.manager == "pip"],
+    )
+
+
+def verify_local_packages(file: Path, lock: LockSpec) -> None:
+    """Check the sha256 of every `file://` conda package against the lock."""
+    for pkg in lock.conda:
+        parts = urlsplit(pkg.url)
+        if parts.scheme != "file":
+            continue  # rattler checks what it downloads
+        path = Path(unquote(parts.path))
+        try:
+            actual = _sha256(path)
+        except OSError as exc:
+            raise InstallError(f"{file.name}: package {pkg.name} cannot be read at {path}: "
+                               f"{exc.strerror}") from None
+        if actual != pkg.sha256:
+            raise InstallError(
+                f"{file.name}: package {pkg.name} at {pkg.url} does not match the lock: "
+                f"sha256 {actual} instead of {pkg.sha256} (the file changed since it was "
+                "locked: restore it, or re-lock)"
+            )
+
+
+def _package(file: Path, entry: dict[str, object]) -> LockedPackage:
+    digest = entry.get("hash")
+    sha256 = digest.get("sha256") if isinstance(digest, dict) else None
+    name, url, manager = entry.get("name"), entry.get("url"), entry.get("manager", "conda")
+    if not (isinstance(name, str) and isinstance(url, str) and isinstance(sha256, str)):
+        raise InstallError(
+            f"{file.name}: package {name or entry!r} lacks a name, url or sha256 hash "
+            "(re-create the lock with conda-lock)"
+        )
+    if manager not in ("conda", "pip"):
+        raise InstallError(f"{file.name}: package {name} has unknown manager {manager!r}")
+    return LockedPackage(name=name, manager=str(manager), url=url, sha256=sha256.lower())
+
+
+def _platforms(data: dict[str, object], packages: list[object]) -> list[str]:
+    """The platforms the lock has packages for (else those its metadata lists)."""
+    metadata = data.get("metadata")
+    listed = metadata.get("platforms") if isinstance(metadata, dict) else None
+    found = {str(p.get("platform")) for p in packages if isinstance(p, dict) and p.get("platform")}
+    return sorted(found or (map(str, listed) if isinstance(listed, list) else []))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,191 @@
+"""What every VCS backend shares, as pip's `vcs/versioncontrol.py` does for pip.
+
+A backend answers two questions for one parsed URL: which revision `@rev`
+names on the remote (`resolve`, cheap: it keys the cache before anything is
+downloaded) and how to put that revision into a folder (`fetch`, which
+returns the revision it checked out). Clients
+run without a shell, in their own process group, and are given up when they
+stay silent for the network timeout.
+"""
+
+import os
+import select
+import shutil
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from runner import log
+from runner.config import Config
+from runner.errors import ResolveError
+from runner.output import CHUNK, Tail
+from runner.proc import Finished, run_tool, spawn, stop
+from runner.sources.vcs.url import VcsUrl
+
+
+@dataclass
+class Ran:
+    """A client run whose output we read: its status (None: went silent), stdout, stderr tail."""
+
+    returncode: int | None
+    stdout: str = ""
+    tail: Tail = field(default_factory=Tail)
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class Backend(ABC):
+    """One VCS: its client, how to name a revision, how to fetch it."""
+
+    #: The VCS as written before `+` in the URL.
+    name: ClassVar[str]
+    #: Client commands to look for on PATH, preferred first.
+    binaries: ClassVar[tuple[str, ...]]
+    #: How to install the client, for the error when it is missing.
+    install_hint: ClassVar[str]
+    #: Where the client keeps credentials, for URLs that carry them (None: the URL may).
+    credentials_hint: ClassVar[str | None] = None
+
+    def __init__(self, url: VcsUrl, config: Config) -> None:
+        self.url = url
+        self.config = config
+        self.timeout = config.network_timeout
+        self._binary: str | None = None
+
+    @property
+    def binary(self) -> str:
+        """The client's full path; ResolveError naming the package when it is not installed."""
+        if self._binary is None:
+            found = next(filter(None, map(shutil.which, self.binaries)), None)
+            if found is None:
+                raise ResolveError(
+                    f"{self.binaries[0]} is not installed, and {self.url.display} needs it: "
+                    f"install it with `{self.install_hint}`"
+                )
+            self._binary = found
+        return self._binary
+
+    def check(self) -> None:
+        """Refuse what this backend cannot do before any network traffic."""
+        _ = self.binary
+        if self.url.has_credentials and self.credentials_hint:
+            raise ResolveError(
+                f"credentials in {self.name}+ URLs are not supported (they would show in "
+                f"the {self.binaries[0]} command line): remove them from the URL and "
+                f"{self.credentials_hint}"
+            )
+
+    @abstractmethod
+    def resolve(self) -> str | None:
+        """The id of the revision `url.rev` names now, or None if only a fetch can tell.
+
+        Called to key the cache; without a cache, `fetch` finds the revision itself.
+        """
+
+    @abstractmethod
+    def fetch(self, dest: Path, revision: str | None) -> str:
+        """Put `revision` (from `resolve`) into `dest` (not yet existing); return its id."""
+
+    def describe(self, revision: str) -> str:
+        """The resolved revision for the log line."""
+        return f"revision {revision}"
+
+    @property
+    def wanted(self) -> str:
+        """The revision as the user asked for it, for messages."""
+        return f"revision {self.url.rev!r}" if self.url.rev else "the default branch"
+
+    def environ(self) -> dict[str, str]:
+        """The client's environment: ours plus what the backend adds."""
+        return dict(os.environ)
+
+    def query(self, argv: Sequence[str]) -> Ran:
+        """Run a short client command and read its answer (not shown to the user)."""
+        child = spawn(argv, cwd=Path.cwd(), env=self.environ())
+        return follow(child, self.timeout)
+
+    def run(self, argv: Sequence[str | os.PathLike[str]], cwd: Path) -> Finished:
+        """Run a long client command (a checkout) with its output shown."""
+        return run_tool(argv, cwd=cwd, env=self.environ(), timeout=self.timeout)
+
+    def timed_out(self) -> ResolveError:
+        return ResolveError(
+            f"{self.url.display} did not answer for {self.timeout:g} s: check the URL and "
+            "the network, or allow longer with --network-timeout (RUNNER_NETWORK_TIMEOUT)"
+        )
+
+    def failed(self, returncode: int | None, tail: Tail) -> ResolveError:
+        """The error for a failed client run: the timeout, a missing revision or repository."""
+        if returncode is None:
+            return self.timed_out()
+        if self.url.rev and self.reachable():
+            return ResolveError(
+                f"revision {self.url.rev!r} not found in {self.url.display}: give a branch, "
+                f"tag or revision that exists there ({self.name} said: {log.redact(tail.quote(2))})"
+            )
+        return ResolveError(
+            f"cannot read repository {self.url.display}: check the URL and your access to it "
+            f"({self.name} said: {log.redact(tail.quote(2))})"
+        )
+
+    def reachable(self) -> bool:
+        """Whether the repository itself can be read (to tell a bad revision from a bad URL)."""
+        return False
+
+
+def follow(child: subprocess.Popen[bytes], timeout: float | None) -> Ran:
+    """Read a child's stdout and stderr to the end; give up once both stayed silent `timeout` s.
+
+    `timeout` None waits as long as the child runs (local work such as a checkout).
+
+    The child (with its process group) is ended on every way out, the
+    runner's `Stopped` included, so no client outlives the runner.
+    """
+    out = bytearray()
+    ran = Ran(returncode=None)
+    assert child.stdout is not None and child.stderr is not None
+    sinks: Mapping[int, Callable[[bytes], object]] = {
+        child.stdout.fileno(): out.extend,
+        child.stderr.fileno(): ran.tail.feed,
+    }
+    try:
+        if _drain(dict(sinks), timeout):
+            ran.returncode = child.wait()
+        ran.stdout = out.decode("utf-8", "replace")
+        return ran
+    finally:
+        stop(child)
+        child.stdout.close()
+        child.stderr.close()
+
+
+def _drain(sinks: dict[int, Callable[[bytes], object]], timeout: float | None) -> bool:
+    """Move output to its sink until every pipe closed; False if silent for `timeout` s."""
+    poller = select.poll()
+    for fd in sinks:
+        os.set_blocking(fd, False)
+        poller.register(fd, select.POLLIN)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while sinks:
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic()) * 1000
+        events = poller.poll(wait)
+        if not events:
+            return False
+        for fd, _ in events:
+            try:
+                data = os.read(fd, CHUNK)
+            except BlockingIOError:
+                continue
+            if data:
+                sinks[fd](data)
+            else:
+                poller.unregister(fd)
+                del sinks[fd]
+        deadline = None if timeout is None else time.monotonic() + timeout
+    return True

@@ -1,0 +1,43 @@
+"""Mercurial through the `hg` client (from `pip install mercurial`).
+
+`hg identify -r REV URL` names the changeset on the remote (it keys the
+cache), then `hg clone -r NODE` brings that changeset and its ancestors only.
+hg would read a URL `#fragment` as a revision; the parser has taken it off.
+"""
+
+from pathlib import Path
+
+from runner.sources.vcs.base import Backend
+
+
+class HgBackend(Backend):
+    name = "hg"
+    binaries = ("hg",)
+    install_hint = "pip install mercurial"
+    credentials_hint = "put them in an [auth] section of ~/.hgrc"
+
+    def environ(self) -> dict[str, str]:
+        """HGPLAIN: the output we parse is not changed by the user's aliases or locale."""
+        return {**super().environ(), "HGPLAIN": "1"}
+
+    def resolve(self) -> str:
+        ran = self.query([self.binary, "identify", "--noninteractive", "--debug", "--id",
+                          "-r", self.url.rev or "default", "--", self.url.url])
+        if not ran.ok:
+            raise self.failed(ran.returncode, ran.tail)
+        return ran.stdout.split()[0]
+
+    def fetch(self, dest: Path, revision: str | None) -> str:
+        node = revision or self.resolve()
+        finished = self.run([self.binary, "clone", "--noninteractive", "-r", node, "-u", node,
+                             "--", self.url.url, dest], cwd=dest.parent)
+        if not finished.ok:
+            raise self.failed(finished.returncode, finished.tail)
+        return node
+
+    def reachable(self) -> bool:
+        return self.query([self.binary, "identify", "--noninteractive", "--",
+                           self.url.url]).ok
+
+    def describe(self, revision: str) -> str:
+        return f"changeset {revision}"
