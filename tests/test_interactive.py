@@ -180,7 +180,7 @@ def test_check_fails_on_an_error_answer(tmp_path: Path) -> None:
 def test_check_fails_when_the_port_never_opens(tmp_path: Path) -> None:
     svc = tmp_path / "svc"
     svc.mkdir()
-    (svc / "__main__.py").write_text("import time\ntime.sleep(60)\n")
+    (svc / "__main__.py").write_text("import threading\nthreading.Event().wait()\n")  # no port
     runner = run_runner([svc, "--check", "--ready-timeout", "1", "--stop-timeout", "2"])
     assert runner.proc.returncode == 5
     assert "did not open port" in runner.error_line()

@@ -180,7 +180,8 @@ def test_service_dies_with_a_killed_runner(service: Path) -> None:
 
 
 def test_ready_timeout(tmp_path: Path) -> None:
-    svc = script(tmp_path, "import time\nprint('warming up', flush=True)\ntime.sleep(60)\n")
+    never_listens = "import threading\nprint('warming up', flush=True)\nthreading.Event().wait()\n"
+    svc = script(tmp_path, never_listens)
     runner = run_runner([svc, "--ready-timeout", "0.5", "--stop-timeout", "2"], timeout=20)
     assert runner.proc.returncode == 5
     line = runner.error_line()
