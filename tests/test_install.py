@@ -90,14 +90,6 @@ def test_unknown_requirement_fails_with_pips_reason(tmp_path: Path) -> None:
     assert "No matching distribution found for no-such-package-xq7==1.0" in line
 
 
-def test_environment_yml_is_not_silently_skipped(tmp_path: Path) -> None:
-    svc = write_service(tmp_path / "svc")
-    (svc / "environment.yml").write_text("dependencies: [python]\n")
-    runner = run_runner([svc, "--requirements-only"])
-    assert runner.proc.returncode == 4
-    assert "environment.yml" in runner.error_line()
-
-
 def test_requirements_only_installs_and_exits(tmp_path: Path) -> None:
     svc = write_service(tmp_path / "svc")
     (svc / "setup.sh").write_text("touch installed\n")

@@ -38,9 +38,8 @@ def install(code: Code, config: Config) -> ServiceEnv:
             if config.code_only:
                 step.activate(ctx, file)
                 continue
-            if not rerun and stamps.unchanged(file, ctx.service_env):
+            if not rerun and _unchanged(step, ctx, file, stamps):
                 log.info(f"{file.name} unchanged since the last install: skipped")
-                step.activate(ctx, file)
             else:
                 rerun = True
                 if not _run_step(step, ctx, file):
@@ -52,6 +51,27 @@ def install(code: Code, config: Config) -> ServiceEnv:
     if not config.code_only:
         stamps.save(ctx.service_env)
     return ctx.service_env
+
+
+def _unchanged(step: InstallStep, ctx: InstallContext, file: Path, stamps: Stamps) -> bool:
+    """Whether the step's file and what it installed are as the last install left them.
+
+    The step is activated first (the conda step then points at its environment),
+    since the environment to compare is the one the step leaves, not the one
+    before it. A step that cannot activate (its environment is gone) is changed.
+    """
+    if not stamps.file_unchanged(file):
+        return False
+    before = ctx.service_env
+    try:
+        step.activate(ctx, file)
+    except InstallError:
+        ctx.service_env = before
+        return False
+    if stamps.env_unchanged(file, ctx.service_env):
+        return True
+    ctx.service_env = before
+    return False
 
 
 def _run_step(step: InstallStep, ctx: InstallContext, file: Path) -> bool:

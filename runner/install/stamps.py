@@ -58,14 +58,15 @@ class Stamps:
             self._saved = {}
         self._done: dict[str, str] = {}
 
-    def unchanged(self, file: Path, service_env: ServiceEnv) -> bool:
-        """Whether `file` and the environment are as the last complete install left them."""
+    def file_unchanged(self, file: Path) -> bool:
+        """Whether `file` is as it was at the last complete install."""
         saved = self._saved.get(file.name)
-        return (
-            saved is not None
-            and saved.get("file") == file_hash(file)
-            and saved.get("env") == fingerprint(service_env)
-        )
+        return saved is not None and saved.get("file") == file_hash(file)
+
+    def env_unchanged(self, file: Path, service_env: ServiceEnv) -> bool:
+        """Whether the environment is as the last complete install left it."""
+        saved = self._saved.get(file.name)
+        return saved is not None and saved.get("env") == fingerprint(service_env)
 
     def record(self, file: Path) -> None:
         """Note a step as installed (or found unchanged) in this run."""

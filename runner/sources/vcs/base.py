@@ -3,9 +3,9 @@
 A backend answers two questions for one parsed URL: which revision `@rev`
 names on the remote (`resolve`, cheap: it keys the cache before anything is
 downloaded) and how to put that revision into a folder (`fetch`, which
-returns the revision it checked out). Clients
-run without a shell, in their own process group, and are given up when they
-stay silent for the network timeout.
+returns the revision it checked out). Clients run without a shell, in their
+own process group, and are given up when they stay silent for the network
+timeout.
 """
 
 import os
@@ -54,7 +54,6 @@ class Backend(ABC):
 
     def __init__(self, url: VcsUrl, config: Config) -> None:
         self.url = url
-        self.config = config
         self.timeout = config.network_timeout
         self._binary: str | None = None
 

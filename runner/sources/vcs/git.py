@@ -1,9 +1,10 @@
 """git through GitPython: the least history that gives the wanted commit.
 
-A branch, tag or the default branch is looked up with `ls-remote` (its commit
-keys the cache) and fetched at depth 1; a full 40-hex commit is fetched at
-depth 1 directly; only a short sha needs the whole history. A 2,000-commit
-repository with a large blob deleted long ago then costs one commit's files.
+A branch, a tag or the default branch is one `git clone --depth 1`; a full
+40-hex commit (or a `refs/...` name) is fetched at depth 1 by itself; only a
+short sha needs the whole history. A 2,000-commit repository with a large
+blob deleted long ago then costs one commit's files. With a cache, an
+`ls-remote` first names the commit that keys the entry.
 
 Credentials (from the URL or `GIT_TOKEN`) reach git as an `http.extraHeader`
 in `GIT_CONFIG_*` environment variables, scoped to the repository's host:

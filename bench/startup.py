@@ -1,0 +1,79 @@
+"""Start-up cost of the runner: launch to first HTTP 200 of the example, vs. running it bare.
+
+    python bench/startup.py [RUNS]      (default 7 runs per case, at least 5)
+
+Each case is one way of starting examples/hello-service; the first case is the
+baseline (the example on its own) and every other case is printed as a ratio to
+it and as the milliseconds it adds. Cases run interleaved (a, b, c, a, b, c, ...)
+so a slow moment of the machine does not land on one case only.
+To add a case (a conda environment, a warm start, ...) append a `Case` to CASES.
+"""
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from common import (
+    bare_example,
+    ensure_example_requirements,
+    free_port,
+    load_note,
+    median_ms,
+    runner_example,
+    started,
+)
+
+
+@dataclass
+class Case:
+    """One way to start the example: `argv(port)` gives the command line.
+
+    `env` is added to the environment; every start gets a fresh runner state
+    (XDG_CACHE_HOME) unless `env` names one, e.g. a warm start sharing stamps.
+    """
+
+    name: str
+    argv: Callable[[int], list[str]]
+    env: dict[str, str] = field(default_factory=dict)
+    times: list[float] = field(default_factory=list)
+
+    def measure(self) -> None:
+        """Start once, time the first 200, stop it again."""
+        port = free_port()
+        with started(self.argv(port), port, self.env) as process:
+            self.times.append(process.wait_200())
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+
+CASES = [
+    Case("a: bare `python examples/hello-service`", bare_example),
+    Case("b: runner --code-only", lambda port: runner_example(port, "--code-only")),
+    Case("c: runner, requirements already satisfied (runs pip install -r: a no-op)",
+         lambda port: runner_example(port)),
+]
+
+
+def main(runs: int) -> None:
+    ensure_example_requirements()
+    started_at = time.monotonic()
+    for _ in range(runs):
+        for case in CASES:
+            case.measure()
+    baseline = CASES[0]
+    print(f"launch to first HTTP 200, median of {runs} runs "
+          f"({time.monotonic() - started_at:.0f} s in all):")
+    for case in CASES:
+        versus = "" if case is baseline else (
+            f"  = {case.median / baseline.median:.2f}x a, "
+            f"{(case.median - baseline.median) * 1000:+.0f} ms")
+        print(f"  {case.name}: {median_ms(case.times)}{versus}")
+    print(load_note())
+
+
+if __name__ == "__main__":
+    main(max(5, int(sys.argv[1]) if len(sys.argv) > 1 else 7))

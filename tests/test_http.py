@@ -1,0 +1,293 @@
+"""Code from http(s) URLs: the real runner against a real file server on 127.0.0.1.
+
+The server is a small Flask app (files with ETag/Last-Modified as any static
+server sends them, a Basic-auth folder, a slow route for progress lines, a
+route that names its file only in Content-Disposition), run in a thread.
+"""
+
+import io
+import os
+import pty
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from archives import service, tar_bytes, zip_bytes
+from flask import Flask, Response, abort, request, send_from_directory
+from helpers import TEST_SECRETS, RunnerProcess, run_runner, wait_for
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from runner import download, log
+from runner.config import Config
+
+PASSWORD = TEST_SECRETS[0]
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_request(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+class FileServer:
+    """Serves `root` under /files/, /private/ (Basic auth), /slow/ and /download.
+
+    With `tls` (a (cert, key) pair) it speaks https.
+    """
+
+    def __init__(self, root: Path, tls: tuple[Path, Path] | None = None) -> None:
+        self.root = root
+        self.seen: list[tuple[str, str]] = []
+        self.scheme = "https" if tls else "http"
+        self._server = make_server("127.0.0.1", 0, self._app(), threaded=True,
+                                   request_handler=_Quiet, ssl_context=tls)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self._server.server_port}"
+
+    def gets(self) -> int:
+        return sum(1 for method, _ in self.seen if method == "GET")
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=10)
+        self._server.server_close()
+
+    def _app(self) -> Flask:
+        app = Flask("fileserver")
+
+        @app.before_request
+        def record() -> None:
+            self.seen.append((request.method, request.path))
+
+        @app.get("/files/<path:name>")
+        def files(name: str) -> Response:
+            return send_from_directory(self.root, name)
+
+        @app.get("/private/<path:name>")
+        def private(name: str) -> Response:
+            auth = request.authorization
+            if not auth or auth.password != PASSWORD:
+                return Response("login required", 401, {"WWW-Authenticate": "Basic"},
+                                mimetype="text/plain")
+            return send_from_directory(self.root, name)
+
+        @app.get("/download")
+        def named() -> Response:
+            data = (self.root / request.args["id"]).read_bytes()
+            return Response(data, headers={
+                "Content-Disposition": f'attachment; filename="{request.args["id"]}"'})
+
+        @app.get("/slow/<name>")
+        def slow(name: str) -> Response:
+            if not (self.root / name).is_file():
+                abort(404)
+            data = (self.root / name).read_bytes()
+            seconds = float(request.args.get("seconds", "1"))
+            pieces = 20
+
+            def trickle() -> Iterator[bytes]:
+                step = len(data) // pieces + 1
+                for start in range(0, len(data), step):
+                    yield data[start:start + step]
+                    time.sleep(seconds / pieces)  # a slow link, on purpose
+
+            return Response(trickle(), headers={"Content-Length": str(len(data))})
+
+        return app
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Iterator[FileServer]:
+    root = tmp_path / "served"
+    root.mkdir()
+    (root / "svc.py").write_bytes(service("script over http"))
+    (root / "svc.tar.gz").write_bytes(tar_bytes({"svc/__main__.py": service("tar over http")}))
+    (root / "svc.zip").write_bytes(zip_bytes({"__main__.py": service("zip over http")}))
+    (root / "readme.txt").write_text("not code\n")
+    (root / "big.bin").write_bytes(os.urandom(400_000))
+    server = FileServer(root)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tmp(tmp_path: Path) -> Path:
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    return folder
+
+
+def serve(url: str, env: dict[str, str]) -> tuple[str, RunnerProcess]:
+    runner = RunnerProcess([url], env=env)
+    try:
+        status, body = runner.wait_http(timeout=30)
+        assert status == 200
+        runner.signal(signal.SIGTERM)
+        assert runner.finish() == 0, runner.stderr
+    finally:
+        runner.kill()
+    return body.decode(), runner
+
+
+def test_script_url_is_served(files: FileServer, tmp: Path) -> None:
+    reply, _ = serve(f"{files.url}/files/svc.py", {"TMPDIR": str(tmp)})
+    assert reply == "script over http"
+    assert list(tmp.iterdir()) == []
+
+
+def test_zip_named_only_by_content_disposition(files: FileServer, tmp: Path) -> None:
+    reply, _ = serve(f"{files.url}/download?id=svc.zip", {"TMPDIR": str(tmp)})
+    assert reply == "zip over http"
+
+
+def test_tar_gz_url_cached_by_etag(files: FileServer, tmp: Path, tmp_path: Path) -> None:
+    env = {"TMPDIR": str(tmp), "RUNNER_CACHE_DIR": str(tmp_path / "cache")}
+    url = f"{files.url}/files/svc.tar.gz"
+    assert serve(url, env)[0] == "tar over http"
+    assert files.gets() == 1
+    reply, again = serve(url, env)
+    assert reply == "tar over http"
+    assert files.gets() == 1, "the second run downloaded again instead of using the cache"
+    assert ("HEAD", "/files/svc.tar.gz") in files.seen
+    assert "using cached" in again.stderr
+    assert list(tmp.iterdir()) == []
+
+
+def test_credentials_in_url_work_and_never_show(files: FileServer, tmp: Path) -> None:
+    url = files.url.replace("http://", f"http://me:{PASSWORD}@") + "/private/svc.py"
+    reply, runner = serve(url, {"TMPDIR": str(tmp)})
+    assert reply == "script over http"
+    assert "http://***@127.0.0.1" in runner.stderr  # and finish() found no secret
+
+
+@pytest.mark.parametrize(("path", "password", "parts"), [
+    ("/files/missing.zip", None, ["/files/missing.zip was not found (HTTP 404", "check the URL"]),
+    ("/private/svc.py", TEST_SECRETS[1],
+     ["http://***@127.0.0.1", "/private/svc.py refused the download (HTTP 401: login required)",
+      "check the user and password in the URL"]),
+    ("/files/readme.txt", None,
+     ["/files/readme.txt is neither a Python script nor a known archive"]),
+])
+def test_bad_url_exits_3(
+    files: FileServer, tmp: Path, path: str, password: str | None, parts: list[str]
+) -> None:
+    base = files.url.replace("http://", f"http://me:{password}@") if password else files.url
+    runner = run_runner([base + path], env={"TMPDIR": str(tmp)}, timeout=60)
+    assert runner.proc.returncode == 3
+    line = runner.error_line()
+    for part in parts:
+        assert part in line, f"{part!r} not in {line!r}"
+    assert list(tmp.iterdir()) == []
+
+
+def test_stopped_mid_download_leaves_nothing(files: FileServer, tmp: Path) -> None:
+    runner = RunnerProcess([f"{files.url}/slow/big.bin?seconds=30"], env={"TMPDIR": str(tmp)})
+    try:
+        wait_for(lambda: ("GET", "/slow/big.bin") in files.seen, 20, "the download to start")
+        wait_for(lambda: list(tmp.iterdir()), 10, "the runner's temp folder")
+        runner.signal(signal.SIGTERM)
+        assert runner.finish(timeout=20) == 128 + signal.SIGTERM
+    finally:
+        runner.kill()
+    assert "stopped by SIGTERM before the service started" in runner.stderr
+    assert list(tmp.iterdir()) == []
+
+
+def test_silent_server_times_out_after_tries(files: FileServer, tmp: Path) -> None:
+    env = {"TMPDIR": str(tmp), "RUNNER_NETWORK_TIMEOUT": "0.5"}
+    runner = run_runner([f"{files.url}/slow/big.bin?seconds=40"], env=env, timeout=60)
+    assert runner.proc.returncode == 3
+    assert runner.error_line() == (
+        f"error: {files.url}/slow/big.bin?seconds=40: no data for 0.5 s (3 tries): check the "
+        "network and that the server is up, then run again"
+    )
+    assert files.seen.count(("GET", "/slow/big.bin")) == 3
+    assert list(tmp.iterdir()) == []
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (made with the openssl tool)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def test_https_with_unknown_certificate_then_trusted(
+    files: FileServer, tls: tuple[Path, Path], tmp: Path
+) -> None:
+    secure = FileServer(files.root, tls)
+    try:
+        url = f"{secure.url}/files/svc.py"
+        refused = run_runner([url], env={"TMPDIR": str(tmp)}, timeout=60)
+        assert refused.proc.returncode == 3
+        assert refused.error_line() == (
+            f"error: {url}: TLS/SSL failed (the server's certificate could not be verified): "
+            "check the address, or the CA certificates (REQUESTS_CA_BUNDLE) for a private "
+            "certificate authority"
+        )
+        reply, _ = serve(url, {"TMPDIR": str(tmp), "REQUESTS_CA_BUNDLE": str(tls[0])})
+        assert reply == "script over http"
+    finally:
+        secure.stop()
+    assert list(tmp.iterdir()) == []
+
+
+def _request(files: FileServer, path: str) -> download.Request:
+    return download.Request(url=files.url + path, what="big.bin",
+                            refusal=lambda status, said: f"refused {status}")
+
+
+def test_progress_lines_in_a_log(
+    files: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a terminal: a plain line every LOG_EVERY seconds, with percent and rate."""
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    seconds = download.LOG_EVERY * 1.3
+    got = download.download(_request(files, f"/slow/big.bin?seconds={seconds}"),
+                            tmp_path / "f", Config())
+    assert got.size == 400_000
+    lines = err.getvalue().splitlines()
+    progress = [line for line in lines if "downloading big.bin: " in line]
+    assert len(progress) == 1, lines
+    assert "% (" in progress[0] and "of 400.0 kB) at " in progress[0]
+    assert progress[0].endswith("/s")
+    assert "\r" not in err.getvalue()
+    assert "downloaded big.bin: 400.0 kB in" in lines[-1]
+
+
+def test_progress_redrawn_on_a_terminal(
+    files: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    master, slave = pty.openpty()
+    with os.fdopen(slave, "w") as term:
+        monkeypatch.setattr(sys, "stderr", term)
+        download.download(_request(files, "/slow/big.bin?seconds=0.8"), tmp_path / "f",
+                          Config())
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal's other end is closed: all read
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    text = shown.decode()
+    assert text.count(f"\r\033[K[{log.PREFIX}] downloading big.bin: ") >= 2, text
+    assert "% (" in text and "/s" in text
