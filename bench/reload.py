@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PYTHON, free_port, median_ms, started  # noqa: E402
+from common import PYTHON, free_port, median_ms, started
 
 APP = '''\
 VERSION = {version!r}

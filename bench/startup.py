@@ -6,11 +6,14 @@ Each case is one way of starting examples/hello-service; the first case is the
 baseline (the example on its own) and every other case is printed as a ratio to
 it and as the milliseconds it adds. Cases run interleaved (a, b, c, a, b, c, ...)
 so a slow moment of the machine does not land on one case only.
-To add a case (a conda environment, a warm start, ...) append a `Case` to CASES.
+To add a case append a `Case` to CASES. At the end, the conda case: a
+service with an environment.yml started a second time against `--code-only`
+(bench/conda_startup.py, which can also run alone).
 """
 
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +40,7 @@ class Case:
     name: str
     argv: Callable[[int], list[str]]
     env: dict[str, str] = field(default_factory=dict)
+    warm_up: bool = False  # start once unmeasured first (to leave install stamps)
     times: list[float] = field(default_factory=list)
 
     def measure(self) -> None:
@@ -53,13 +57,31 @@ class Case:
 CASES = [
     Case("a: bare `python examples/hello-service`", bare_example),
     Case("b: runner --code-only", lambda port: runner_example(port, "--code-only")),
-    Case("c: runner, requirements already satisfied (runs pip install -r: a no-op)",
+    Case("c: runner, requirements already satisfied, cold (runs pip install -r: a no-op)",
          lambda port: runner_example(port)),
+    Case("d: runner, warm start (install stamps: nothing changed, pip not run)",
+         lambda port: runner_example(port), warm_up=True),
 ]
+WARM = CASES[3]
 
 
 def main(runs: int) -> None:
     ensure_example_requirements()
+    with tempfile.TemporaryDirectory(prefix="bench-warm-") as state:
+        WARM.env["XDG_CACHE_HOME"] = state  # shared by all its starts: stamps are reused
+        measure_all(runs)
+    print("\nconda: a service with environment.yml, second start vs --code-only")
+    import conda_startup
+
+    conda_startup.main(runs)
+
+
+def measure_all(runs: int) -> None:
+    """All cases interleaved, then their medians against the baseline."""
+    for case in CASES:
+        if case.warm_up:
+            case.measure()
+            case.times.clear()
     started_at = time.monotonic()
     for _ in range(runs):
         for case in CASES:

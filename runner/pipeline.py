@@ -10,7 +10,7 @@ from runner.install.base import ServiceEnv
 from runner.scratch import Scratch
 from runner.sources import resolve
 from runner.sources.base import Code
-from runner.supervisor import CheckSupervisor, Supervisor, WatchSupervisor
+from runner.supervisor import Supervisor
 
 
 def run(config: Config) -> int:
@@ -33,8 +33,11 @@ def serve(code: Code, config: Config, service_env: ServiceEnv) -> int:
     """Start the service on its Python, in its code root, with PORT set."""
     argv, env = service_command(code, config, service_env)
     if config.check:
+        from runner.supervisor.check import CheckSupervisor
+
         return CheckSupervisor(config, argv, cwd=code.root, env=env).run()
     if config.watch:
+        from runner.supervisor.watch import WatchSupervisor
 
         def reinstall() -> tuple[list[str | Path], dict[str, str]]:
             return service_command(code, config, install(code, config))

@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import json
 import os
-import platform
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -130,7 +129,7 @@ def service_env(ctx: InstallContext, env: CondaEnv) -> ServiceEnv:
 
 def current_subdir() -> str:
     """This machine's conda platform (linux-64, osx-arm64, ...)."""
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()
     if sys.platform == "linux" and machine == "arm64":
         machine = "aarch64"
     subdir = _SUBDIRS.get((sys.platform, machine))

@@ -4,7 +4,6 @@ It asks `GET /health` first (the health route model services are expected to
 have) and falls back to `GET /` when that route does not exist (404).
 """
 
-import http.client
 import time
 
 from runner import log
@@ -55,6 +54,8 @@ class CheckSupervisor(Supervisor):
         return answer
 
     def _get(self, path: str) -> tuple[str, int, str, bytes]:
+        import http.client  # 10 ms of imports (ssl, email) only a check needs
+
         deadline = time.monotonic() + REQUEST_TIMEOUT
         conn = http.client.HTTPConnection("127.0.0.1", self.config.port, timeout=REQUEST_TIMEOUT)
         try:

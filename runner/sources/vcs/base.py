@@ -51,6 +51,8 @@ class Backend(ABC):
     install_hint: ClassVar[str]
     #: Where the client keeps credentials, for URLs that carry them (None: the URL may).
     credentials_hint: ClassVar[str | None] = None
+    #: What a URL without `@rev` gets.
+    latest: ClassVar[str] = "the default branch"
 
     def __init__(self, url: VcsUrl, config: Config) -> None:
         self.url = url
@@ -98,7 +100,7 @@ class Backend(ABC):
     @property
     def wanted(self) -> str:
         """The revision as the user asked for it, for messages."""
-        return f"revision {self.url.rev!r}" if self.url.rev else "the default branch"
+        return f"revision {self.url.rev!r}" if self.url.rev else self.latest
 
     def environ(self) -> dict[str, str]:
         """The client's environment: ours plus what the backend adds."""

@@ -18,6 +18,7 @@ class BzrBackend(Backend):
     binaries = ("brz", "bzr")
     install_hint = "pip install breezy"
     credentials_hint = "put them in ~/.config/breezy/authentication.conf"
+    latest = "the latest revision"
 
     def __init__(self, url: VcsUrl, config: Config) -> None:
         super().__init__(url, config)

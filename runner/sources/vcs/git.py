@@ -71,7 +71,8 @@ class GitBackend(Backend):
             settings.append((f"http.{origin}.extraHeader", self._header))
         if self.url.scheme == "file":  # submodules next to a local repository
             settings.append(("protocol.file.allow", "always"))
-        first = int(env.get("GIT_CONFIG_COUNT") or 0)
+        count = env.get("GIT_CONFIG_COUNT", "")
+        first = int(count) if count.isdigit() else 0
         for i, (key, value) in enumerate(settings, first):
             env[f"GIT_CONFIG_KEY_{i}"] = key
             env[f"GIT_CONFIG_VALUE_{i}"] = value

@@ -16,6 +16,7 @@ class SvnBackend(Backend):
     binaries = ("svn",)
     install_hint = "apt-get install subversion"
     credentials_hint = "let svn remember them (svn info --username USER URL, once)"
+    latest = "the latest revision"
 
     def _peg(self, rev: str | None) -> str:
         return f"{self.url.url}@{rev or 'HEAD'}"
