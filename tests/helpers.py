@@ -4,6 +4,7 @@ Every test that starts the runner goes through `RunnerProcess`, which keeps
 all its output; `finish()` checks that none of the test secrets leaked.
 """
 
+import http.client
 import os
 import re
 import signal
@@ -49,8 +50,8 @@ def http_get(url: str, timeout: float = 5) -> tuple[int, bytes] | None:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return None
+    except (urllib.error.URLError, http.client.HTTPException, OSError):
+        return None  # nothing listening, or a service stopped while answering
 
 
 def pid_alive(pid: int) -> bool:

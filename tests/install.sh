@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(subversion openssl)
+apt_packages=(subversion openssl
+  # the container tests (tests/container/build.sh installs these too when run alone)
+  podman buildah runc crun fuse-overlayfs slirp4netns uidmap debootstrap
+  containernetworking-plugins iptables catatonit)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -9,6 +9,7 @@ service's reply says which one was checked out.
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -38,6 +39,13 @@ CLIENT_ENV = {
     "GIT_COMMITTER_NAME": "Tester",
     "GIT_COMMITTER_EMAIL": "tester@example.com",
     "GIT_CONFIG_GLOBAL": "/dev/null",
+}
+#: The runner line that names the revision it checked out.
+RESOLVED = {
+    "git": r"\] git\+file://\S+: (revision '.+'|the default branch) is commit [0-9a-f]{40}\n",
+    "hg": r"\] hg\+file://\S+: (revision '.+'|the default branch) is changeset [0-9a-f]{40}\n",
+    "svn": r"\] svn\+file://\S+: (revision '.+'|the latest revision) is revision \d+\n",
+    "bzr": r"\] bzr\+file://\S+: (revision '.+'|the latest revision) is revision \d+ \(\S+\)\n",
 }
 CASES = ("default", "tag", "branch", "revision", "subdirectory")
 REPLIES = {"default": "head", "tag": "v1", "branch": "dev", "revision": "r2",
@@ -189,8 +197,7 @@ def test_serves_the_revision_the_url_names(
     finally:
         runner.signal(signal.SIGTERM)
         assert runner.finish() == 0
-    resolved = [line for line in runner.stderr.splitlines() if " is " in line and "+file" in line]
-    assert resolved, f"no line with the resolved revision:\n{runner.stderr}"
+    assert re.search(RESOLVED[vcs], runner.stderr), f"no resolved revision:\n{runner.stderr}"
     assert leftovers(tmpdir_env) == []
 
 

@@ -23,7 +23,9 @@ def _load_runner() -> None:
         if not venv_python.is_file() or Path(sys.executable) == venv_python:
             sys.exit("error: the runner package is not installed: run `pip install .` "
                      "in the runner's source tree, or set RUNNER_VENV to its venv")
-        os.execv(venv_python, [str(venv_python), __file__, *sys.argv[1:]])
+        # The script that was run, not this module: docker-entrypoint.py
+        # imports it and must come back as itself (workspace mode, WORKSPACE_HOME).
+        os.execv(venv_python, [str(venv_python), os.path.abspath(sys.argv[0]), *sys.argv[1:]])
 
 
 def main() -> int:

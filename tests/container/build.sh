@@ -43,14 +43,15 @@ make_base() {
   if podman image exists "$base_image"; then
     return
   fi
-  local rootfs
   rootfs="$(mktemp -d /var/tmp/debian-rootfs.XXXXXX)"
-  trap 'rm -rf "$rootfs"' RETURN
+  trap 'rm -rf "$rootfs"' EXIT  # also when debootstrap fails
   log "making the base $base_image with debootstrap (once per machine)"
   debootstrap --variant=minbase bookworm "$rootfs" "$(debian_mirror)" >&2
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | podman import --change 'CMD ["/bin/bash"]' - localhost/debian:bookworm >&2
   podman tag localhost/debian:bookworm "$base_image"
+  rm -rf "$rootfs"
+  trap - EXIT
 }
 
 # A machine behind a TLS-inspecting proxy trusts it through certificates in

@@ -6,68 +6,18 @@ The image tests need podman: without it they are skipped, with the reason,
 unless `CI` is set; then `build.sh` installs it (as root, from Debian).
 """
 
-import json
 import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
-from helpers import free_port, http_get, wait_for
+from helpers import free_port
+from podman_tools import HERE, IMAGE, PREFIX, Container, podman
 
-HERE = Path(__file__).resolve().parent
-#: Every image and container of these tests starts with this, to be told apart.
-PREFIX = "wsr-test"
-IMAGE = f"localhost/{PREFIX}/workspace:latest"
 BUILD_TIMEOUT = 1800
-
-
-def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run `podman ARGS` with the settings this machine needs (containers.conf)."""
-    env = {**os.environ, "CONTAINERS_CONF": str(HERE / "containers.conf")}
-    result = subprocess.run(["podman", *args], env=env, capture_output=True, text=True,
-                            timeout=timeout, stdin=subprocess.DEVNULL)
-    if check and result.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)} exited {result.returncode}:\n"
-                             f"{result.stdout}\n{result.stderr}")
-    return result
-
-
-@dataclass
-class Container:
-    """A started container; `ports` maps container ports to published host ports."""
-
-    name: str
-    ports: dict[int, int] = field(default_factory=dict)
-
-    def url(self, path: str = "/", port: int = 8091) -> str:
-        return f"http://127.0.0.1:{self.ports[port]}{path}"
-
-    def get(self, path: str = "/", port: int = 8091) -> tuple[int, bytes] | None:
-        return http_get(self.url(path, port), timeout=2)
-
-    def state(self) -> dict:
-        return json.loads(podman("inspect", "--format", "{{json .State}}", self.name).stdout)
-
-    def logs(self) -> str:
-        result = podman("logs", self.name)
-        return result.stdout + result.stderr
-
-    def wait_http(self, path: str = "/", port: int = 8091, timeout: float = 60) -> tuple:
-        """The first HTTP answer; fails at once (with the logs) if the container ends."""
-
-        def answered() -> tuple[int, bytes] | None:
-            if not self.state()["Running"]:
-                raise AssertionError(f"container {self.name} ended:\n{self.logs()}")
-            return self.get(path, port)
-
-        return wait_for(answered, timeout, f"HTTP on {self.url(path, port)}")  # type: ignore[return-value]
-
-    def exec(self, *argv: str, detach: bool = False) -> subprocess.CompletedProcess:
-        return podman("exec", *(["-d"] if detach else []), self.name, *argv)
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +34,7 @@ def image() -> str:
 
 
 @pytest.fixture
-def start(image: str) -> Iterator:
+def start(image: str) -> Iterator[Callable[..., Container]]:
     """`start(ports=..., env=..., volumes=..., image=..., args=...)` runs a container
     detached, publishing each container port on a free host port of 127.0.0.1;
     every container started is removed when the test ends."""

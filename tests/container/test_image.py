@@ -5,6 +5,7 @@ time; only the custom-image test installs requirements (at its build).
 """
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -13,8 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import PREFIX, podman
 from helpers import ROOT, TEST_SECRETS, assert_no_secrets, wait_for
+from podman_tools import PREFIX, Container, podman
 
 # The first test may build the image from nothing (about a minute or two).
 pytestmark = pytest.mark.timeout(1800)
@@ -45,19 +46,28 @@ http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).s
 '''
 
 
+#: Prints the environment of the workspace's terminal (the bash that JupyterLab started).
+TERMINAL_ENV = """
+from pathlib import Path
+for proc in Path("/proc").glob("[0-9]*"):
+    if (proc / "cmdline").read_bytes() == b"/bin/bash\\0":
+        print((proc / "environ").read_bytes().decode().replace("\\0", "\\n"))
+"""
+
+
 def write_service(folder: Path, reply: str = "ok") -> Path:
     folder.mkdir(parents=True)
     (folder / "__main__.py").write_text(SERVICE % reply)
     return folder
 
 
-def answer(container, path: str = "/", port: int = 8091) -> dict:
+def answer(container: Container, path: str = "/", port: int = 8091) -> dict:
     status, body = container.wait_http(path, port)
     assert status == 200, body
     return json.loads(body)
 
 
-def healthy(container) -> bool:
+def healthy(container: Container) -> bool:
     """`podman healthcheck run`: the image's HEALTHCHECK, run now (no systemd timers here)."""
     result = podman("healthcheck", "run", container.name, check=False)
     return result.returncode == 0 and container.state()["Health"]["Status"] == "healthy"
@@ -89,6 +99,47 @@ def test_serves_a_git_url_of_a_mounted_repository(start, tmp_path: Path) -> None
     assert healthy(container)
 
 
+CLIENT_ENV = {"HGPLAIN": "1", "HGRCPATH": "", "BRZ_EMAIL": "t <t@example.com>",
+              "BRZ_LOG": "/dev/null"}
+
+
+def make_repo(vcs: str, root: Path) -> tuple[Path, str]:
+    """A one-commit repository of `vcs` serving "from-VCS"; (what to mount, its URL path)."""
+
+    def sh(*argv: str | Path, cwd: Path | None = None) -> None:
+        subprocess.run(argv, cwd=cwd, env={**os.environ, **CLIENT_ENV}, check=True,
+                       capture_output=True)
+
+    if vcs == "svn":
+        repo, wc = root / "svnrepo", root / "svnwc"
+        svn = ("svn", "--config-dir", root / "svnconfig", "--non-interactive", "-q")
+        sh("svnadmin", "create", repo)
+        sh(*svn, "checkout", repo.as_uri(), wc)
+        write_service(wc / "trunk", reply="from-svn")
+        sh(*svn, "add", wc / "trunk")
+        sh(*svn, "commit", "-m", "svc", wc)
+        return repo, "/trunk"
+    repo = write_service(root / vcs, reply=f"from-{vcs}")
+    if vcs == "hg":
+        sh("hg", "init", repo)
+        sh("hg", "commit", "-q", "-A", "-m", "svc", "--config", "ui.username=t", cwd=repo)
+    else:
+        sh("brz", "init", "-q", repo)
+        sh("brz", "add", "-q", cwd=repo)
+        sh("brz", "commit", "-q", "-m", "svc", cwd=repo)
+    return repo, ""
+
+
+@pytest.mark.parametrize("vcs", ["hg", "svn", "bzr"])
+def test_serves_the_other_clients_urls(start, tmp_path: Path, vcs: str) -> None:
+    # The image's Mercurial, Subversion and Breezy, called by the runner with the
+    # service venv first on PATH.
+    repo, path = make_repo(vcs, tmp_path)
+    container = start(env={"EXECUTE_CODE": f"{vcs}+file:///repos/{vcs}{path}"},
+                      volumes={repo: f"/repos/{vcs}"})
+    assert answer(container)["reply"] == f"from-{vcs}"
+
+
 def test_unhealthy_when_the_service_does_not_answer(start, tmp_path: Path) -> None:
     svc = tmp_path / "svc"
     svc.mkdir()
@@ -115,17 +166,18 @@ def test_stop_delivers_sigterm_and_logs_reach_podman(start, tmp_path: Path) -> N
     assert "svc: serving" in logs and "svc: got SIGTERM, exiting" in logs, logs
 
 
-def test_python_on_path_is_the_service_venv_and_vcs_clients_are_there(image: str) -> None:
+def test_tools_on_path_python_execute_code_and_vcs_clients(image: str) -> None:
     # A program as the command runs as it is (no shell), like `docker run IMAGE bash`.
     probe = "import importlib.util, sys; print(sys.prefix, importlib.util.find_spec('runner'))"
     result = podman("run", "--rm", image, "python", "-c", probe)
     assert result.stdout.split() == ["/opt/service", "None"]
+    assert "usage: execute-code" in podman("run", "--rm", image, "execute-code", "--help").stdout
     for client in (["git", "--version"], ["hg", "--version", "-q"], ["svn", "--version", "-q"],
                    ["brz", "version"], ["bzr", "version"]):
         assert podman("run", "--rm", "--entrypoint", client[0], image, *client[1:]).returncode == 0
 
 
-def test_workspace_needs_its_token_and_serves_code_from_a_terminal(start, tmp_path) -> None:
+def test_workspace_needs_its_token_and_serves_code_from_a_terminal(start, tmp_path: Path) -> None:
     token = TEST_SECRETS[0]
     svc = write_service(tmp_path / "svc", reply="from-workspace")
     container = start(ports=(8080, 8091), env={"WORKSPACE_TOKEN": token},
@@ -135,8 +187,12 @@ def test_workspace_needs_its_token_and_serves_code_from_a_terminal(start, tmp_pa
     assert container.get("/api/status", port=8080)[0] == 403
     assert container.get("/api/status?token=wrong-token", port=8080)[0] == 403
     assert container.get(f"/lab?token={token}", port=8080)[0] == 200
-    # JupyterLab has terminals, and notebooks run on the service's Python.
+    # JupyterLab has terminals, which do not inherit the token, and notebooks run
+    # on the service's Python.
     assert _post(container.url(f"/api/terminals?token={token}", 8080)) == 200
+    terminal_env = container.exec("python", "-c", TERMINAL_ENV).stdout
+    assert "PATH=/opt/service/bin:" in terminal_env
+    assert "TOKEN" not in terminal_env and token not in terminal_env
     specs = json.loads(container.get(f"/api/kernelspecs?token={token}", port=8080)[1])
     assert specs["kernelspecs"][specs["default"]]["spec"]["argv"][0] == "/opt/service/bin/python"
     assert healthy(container)  # no service yet: the workspace itself counts
