@@ -56,7 +56,7 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def pump(fd: int, sink: Callable[[bytes], None], tail: Tail) -> bool:
+def pump(fd: int, sink: Callable[[bytes], object]) -> bool:
     """Move what is readable now from `fd` to `sink`; False at end of stream."""
     try:
         data = os.read(fd, CHUNK)
@@ -64,6 +64,5 @@ def pump(fd: int, sink: Callable[[bytes], None], tail: Tail) -> bool:
         return True
     if not data:
         return False
-    tail.feed(data)
     sink(data)
     return True

@@ -101,63 +101,74 @@ def run_tool(
     env: Mapping[str, str],
     timeout: float | None = None,
 ) -> Finished:
-    """Run a tool to its end, its output shown (redacted) on stderr.
+    """Run a tool to its end, its output shown (redacted) on stderr, its last lines kept.
 
-    The tool's exit is noticed at once through a pidfd, not by polling, and a
-    daemon it leaves holding the pipe cannot make us wait. `timeout` counts
-    from the last output, so a slow but talking download is not cut off. If
-    the runner is stopped meanwhile, the tool's group is ended before the
-    `Stopped` exception goes on.
+    `timeout` counts from the last output, so a slow but talking download is
+    not cut off; a tool silent that long ends with returncode None.
     """
     child = spawn(argv, cwd=cwd, env=env, merge_output=True)
     finished = Finished(returncode=None)
     assert child.stdout is not None
-    out = child.stdout.fileno()
-    try:
-        pidfd = os.pidfd_open(child.pid)
-        try:
-            finished.returncode = _follow(child, out, pidfd, finished.tail, timeout)
-        finally:
-            os.close(pidfd)
-    finally:
-        stop(child)
-        child.stdout.close()
+
+    def show(data: bytes) -> None:
+        finished.tail.feed(data)
+        log.passthrough(data.decode("utf-8", "replace"))
+
+    finished.returncode = drain(child, {child.stdout.fileno(): show}, timeout)
     return finished
 
 
-def _follow(
-    child: subprocess.Popen[bytes], out: int, pidfd: int, tail: Tail, timeout: float | None
+def drain(
+    child: subprocess.Popen[bytes],
+    sinks: Mapping[int, Callable[[bytes], object]],
+    timeout: float | None,
 ) -> int | None:
-    """Show the child's output until it exits; None if it went silent for `timeout`."""
+    """Move a child's output to `sinks` (pipe fd -> callable) until it exits.
+
+    Returns its exit status, or None when it stayed silent for `timeout`
+    seconds. The exit is noticed at once through a pidfd, not by polling,
+    and a daemon it left holding a pipe cannot make us wait. On every way
+    out, the runner's `Stopped` included, the child's group is ended and
+    its pipes closed, so no tool outlives the runner.
+    """
+    pidfd = os.pidfd_open(child.pid)
+    try:
+        return _follow(child, pidfd, dict(sinks), timeout)
+    finally:
+        os.close(pidfd)
+        stop(child)
+        for pipe in (child.stdout, child.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def _follow(
+    child: subprocess.Popen[bytes],
+    pidfd: int,
+    sinks: dict[int, Callable[[bytes], object]],
+    timeout: float | None,
+) -> int | None:
     poller = select.poll()
-    poller.register(out, select.POLLIN)
     poller.register(pidfd, select.POLLIN)
-    sink = _redacted_sink()
+    for fd in sinks:
+        poller.register(fd, select.POLLIN)
     last_activity = time.monotonic()
-    open_out = True
-    while True:
-        wait_ms = None if timeout is None else max(0, last_activity + timeout - time.monotonic())
-        events = poller.poll(None if wait_ms is None else wait_ms * 1000)
-        if not events and timeout is not None:
+    while child.poll() is None:
+        left = None if timeout is None else last_activity + timeout - time.monotonic()
+        events = poller.poll(None if left is None else max(0.0, left) * 1000)
+        if not events:
             return None
         for fd, _ in events:
-            if fd == out and open_out:
+            if fd in sinks:
                 last_activity = time.monotonic()
-                if not pump(out, sink, tail):
-                    poller.unregister(out)
-                    open_out = False
-        if child.poll() is not None:
-            while open_out and pump(out, sink, tail) and _readable(out):
-                pass
-            return child.returncode
+                if not pump(fd, sinks[fd]):
+                    poller.unregister(fd)
+                    del sinks[fd]
+    for fd, sink in sinks.items():  # what it wrote just before it exited
+        while _readable(fd) and pump(fd, sink):
+            pass
+    return child.returncode
 
 
 def _readable(fd: int) -> bool:
     return bool(select.select([fd], [], [], 0)[0])
-
-
-def _redacted_sink() -> Callable[[bytes], None]:
-    def sink(data: bytes) -> None:
-        log.passthrough(data.decode("utf-8", "replace"))
-
-    return sink

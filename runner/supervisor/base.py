@@ -216,7 +216,12 @@ class Supervisor:
             self._drain_wakeup(run)
         elif run is not None and fd in run.fds:
             ours = run.fds[fd]
-            if not pump(fd, lambda data: write_all(ours, data), self.tail):
+
+            def sink(data: bytes) -> None:
+                self.tail.feed(data)
+                write_all(ours, data)
+
+            if not pump(fd, sink):
                 self._poller.unregister(fd)
                 del run.fds[fd]
 

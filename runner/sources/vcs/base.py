@@ -9,12 +9,10 @@ timeout.
 """
 
 import os
-import select
 import shutil
 import subprocess
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -22,8 +20,8 @@ from typing import ClassVar
 from runner import log
 from runner.config import Config
 from runner.errors import ResolveError
-from runner.output import CHUNK, Tail
-from runner.proc import Finished, run_tool, spawn, stop
+from runner.output import Tail
+from runner.proc import Finished, drain, run_tool, spawn
 from runner.sources.vcs.url import VcsUrl
 
 
@@ -141,52 +139,14 @@ class Backend(ABC):
 
 
 def follow(child: subprocess.Popen[bytes], timeout: float | None) -> Ran:
-    """Read a child's stdout and stderr to the end; give up once both stayed silent `timeout` s.
+    """Read a child's stdout (kept whole) and stderr (its tail) until it exits.
 
     `timeout` None waits as long as the child runs (local work such as a checkout).
-
-    The child (with its process group) is ended on every way out, the
-    runner's `Stopped` included, so no client outlives the runner.
     """
     out = bytearray()
     ran = Ran(returncode=None)
     assert child.stdout is not None and child.stderr is not None
-    sinks: Mapping[int, Callable[[bytes], object]] = {
-        child.stdout.fileno(): out.extend,
-        child.stderr.fileno(): ran.tail.feed,
-    }
-    try:
-        if _drain(dict(sinks), timeout):
-            ran.returncode = child.wait()
-        ran.stdout = out.decode("utf-8", "replace")
-        return ran
-    finally:
-        stop(child)
-        child.stdout.close()
-        child.stderr.close()
-
-
-def _drain(sinks: dict[int, Callable[[bytes], object]], timeout: float | None) -> bool:
-    """Move output to its sink until every pipe closed; False if silent for `timeout` s."""
-    poller = select.poll()
-    for fd in sinks:
-        os.set_blocking(fd, False)
-        poller.register(fd, select.POLLIN)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while sinks:
-        wait = None if deadline is None else max(0.0, deadline - time.monotonic()) * 1000
-        events = poller.poll(wait)
-        if not events:
-            return False
-        for fd, _ in events:
-            try:
-                data = os.read(fd, CHUNK)
-            except BlockingIOError:
-                continue
-            if data:
-                sinks[fd](data)
-            else:
-                poller.unregister(fd)
-                del sinks[fd]
-        deadline = None if timeout is None else time.monotonic() + timeout
-    return True
+    sinks = {child.stdout.fileno(): out.extend, child.stderr.fileno(): ran.tail.feed}
+    ran.returncode = drain(child, sinks, timeout)
+    ran.stdout = out.decode("utf-8", "replace")
+    return ran
