@@ -182,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         config = parse(sys.argv[1:] if argv is None else argv, os.environ)
+        for secret in (config.lab_token, os.environ.get("GIT_TOKEN")):
+            log.add_secret(secret)  # from the start: an install step may print them too
         return pipeline.run(config)
     except RunnerError as exc:
         log.error(str(exc))
