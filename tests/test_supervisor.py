@@ -86,10 +86,7 @@ def test_restart_always_restarts_after_exit_0(tmp_path: Path) -> None:
         import threading
         if runs == 1:
             threading.Timer(0.3, lambda: os._exit(0)).start()
-        REPLY_RUN = f"run {runs}"
-    """))
-    main = svc / "__main__.py"
-    main.write_text(main.read_text().replace("REPLY = 'ok'", "REPLY = REPLY_RUN"))
+    """), reply_expr='f"run {runs}"')
     runner = RunnerProcess([svc, "--restart", "always"])
     try:
         wait_for(lambda: runner.get() == (200, b"run 2"), 20, "the second run to serve")
@@ -102,6 +99,7 @@ def test_crashed_service_is_restarted_at_once(service: Path) -> None:
     runner = RunnerProcess([service])
     try:
         runner.wait_http()
+        runner.wait_log("service ready on")  # a crash before the runner saw it up is quick
         first = current_pid(runner)
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: _last_pid(runner) not in (None, first), 10, "a new service process")
@@ -126,11 +124,8 @@ def test_port_in_use_by_another_process(service: Path) -> None:
 
 
 def test_sigterm_reaches_the_service_and_its_status_is_ours(tmp_path: Path) -> None:
-    svc = write_service(tmp_path / "svc")
-    main = svc / "__main__.py"
-    main.write_text(main.read_text().replace(
-        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))",
-        "signal.signal(signal.SIGTERM, lambda *a: (print('got TERM', flush=True), os._exit(7)))",
+    svc = write_service(tmp_path / "svc", signals=(
+        "signal.signal(signal.SIGTERM, lambda *a: (print('got TERM', flush=True), os._exit(7)))"
     ))
     runner = RunnerProcess([svc])
     runner.wait_http()
@@ -142,12 +137,8 @@ def test_sigterm_reaches_the_service_and_its_status_is_ours(tmp_path: Path) -> N
 
 
 def test_stop_signal_int(tmp_path: Path) -> None:
-    svc = write_service(tmp_path / "svc")
-    main = svc / "__main__.py"
-    main.write_text(main.read_text().replace(
-        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))",
-        "signal.signal(signal.SIGINT, lambda *a: os._exit(42))",
-    ))
+    svc = write_service(tmp_path / "svc",
+                        signals="signal.signal(signal.SIGINT, lambda *a: os._exit(42))")
     runner = RunnerProcess([svc, "--stop-signal", "INT"])
     runner.wait_http()
     runner.signal(signal.SIGTERM)
@@ -155,12 +146,7 @@ def test_stop_signal_int(tmp_path: Path) -> None:
 
 
 def test_service_ignoring_sigterm_is_killed_after_stop_timeout(tmp_path: Path) -> None:
-    svc = write_service(tmp_path / "svc")
-    main = svc / "__main__.py"
-    main.write_text(main.read_text().replace(
-        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))",
-        "signal.signal(signal.SIGTERM, signal.SIG_IGN)",
-    ))
+    svc = write_service(tmp_path / "svc", signals="signal.signal(signal.SIGTERM, signal.SIG_IGN)")
     runner = RunnerProcess([svc, "--stop-timeout", "1"])
     runner.wait_http()
     pid = current_pid(runner)
