@@ -5,12 +5,12 @@ import stat
 import tarfile
 import zipfile
 
-from helpers import SERVICE_TEMPLATE
+from helpers import service_source
 
 
 def service(reply: str) -> bytes:
     """The `__main__.py` (or single script) of a tiny service answering `reply`."""
-    return SERVICE_TEMPLATE.format(body="", reply=reply).encode()
+    return service_source(reply=reply).encode()
 
 
 def zip_bytes(files: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:

@@ -19,7 +19,6 @@ runner/install/conda_worker.py), and pytest's own process must not.
 """
 
 import asyncio
-import base64
 import hashlib
 import io
 import json
@@ -28,7 +27,6 @@ import subprocess
 import sys
 import tarfile
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,35 +155,6 @@ def build_channel(channel: Path, extra: list[Package] = ()) -> Path:
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def build_wheel(folder: Path, name: str, version: str, source: str) -> Path:
-    """A pure-Python wheel of one module `name` with `source`, made by hand.
-
-    pip installs a wheel file with no index and no build step, so the tests
-    need neither PyPI nor setuptools.
-    """
-    dist = f"{name}-{version}.dist-info"
-    files = {
-        f"{name}.py": source.encode(),
-        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-        f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: condachannel\n"
-                         b"Root-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = "".join(
-        f"{path},sha256={_urlsafe_b64_sha256(data)},{len(data)}\n" for path, data in files.items()
-    ) + f"{dist}/RECORD,,\n"
-    files[f"{dist}/RECORD"] = record.encode()
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(target, "w") as whl:
-        for path, data in files.items():
-            whl.writestr(path, data)
-    return target
-
-
-def _urlsafe_b64_sha256(data: bytes) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
 @pytest.fixture(scope="session")

@@ -19,3 +19,11 @@ def port() -> int:
 def service(tmp_path: Path) -> Path:
     """A minimal stdlib service folder answering `ok`."""
     return write_service(tmp_path / "svc")
+
+
+@pytest.fixture
+def tmp(tmp_path: Path) -> Path:
+    """An empty folder for the runner's TMPDIR: where its temp folders go, and must be gone from."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    return folder

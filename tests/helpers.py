@@ -185,26 +185,76 @@ def assert_no_secrets(text: str) -> None:
         assert secret not in text, f"secret {secret!r} leaked into output"
 
 
-def write_service(folder: Path, body: str = "", *, reply: str = "ok") -> Path:
-    """A tiny stdlib HTTP service in `folder/__main__.py` answering `reply` on every path.
+def serve_once(
+    args: Sequence[str | os.PathLike[str]], *, timeout: float = 60, **kwargs: Any
+) -> tuple[str, RunnerProcess]:
+    """Start the runner, take its service's first answer on /, then stop it with SIGTERM.
 
-    `body` is extra code run before serving (e.g. to import a module).
+    A served run must also end cleanly, so this checks the answer is a 200 and
+    the runner exits 0 after SIGTERM. It returns the answer's text and the
+    finished runner (for assertions on its log); a runner that never gets that
+    far is killed, so no process outlives the test. `kwargs` go to `RunnerProcess`.
+    """
+    runner = RunnerProcess(args, **kwargs)
+    try:
+        status, body = runner.wait_http(timeout=timeout)
+        runner.signal(signal.SIGTERM)
+        assert runner.finish() == 0, runner.stderr
+    finally:
+        runner.kill()
+    assert status == 200, f"the service answered {status}:\n{runner.stderr}"
+    return body.decode(), runner
+
+
+#: How a test service stops by default: on SIGTERM, a clean exit 0.
+EXIT_ON_SIGTERM = "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))"
+
+
+def service_source(
+    body: str = "",
+    *,
+    reply: str = "ok",
+    reply_expr: str | None = None,
+    status_expr: str = "200",
+    signals: str = EXIT_ON_SIGTERM,
+) -> str:
+    """The code of a tiny stdlib HTTP service answering `reply` on every path.
+
+    Tests vary it only through these parameters, never by editing the text:
+    `body` is extra code run first (e.g. an import); `reply_expr`, a Python
+    expression evaluated once at start, is served instead of the literal
+    `reply`; `status_expr` is evaluated per request (it may use `self.path`);
+    `signals` is the statement that sets up the service's signal handling.
+    """
+    return SERVICE_TEMPLATE.format(
+        body=body,
+        reply_expr=repr(reply) if reply_expr is None else reply_expr,
+        status_expr=status_expr,
+        signals=signals,
+    )
+
+
+def write_service(folder: Path, body: str = "", **options: str | None) -> Path:
+    """`folder` with a `__main__.py` of `service_source(body, **options)`.
+
+    The options are those of `service_source` (reply, reply_expr, status_expr,
+    signals). Writing again with other ones is how a test edits a running service.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "__main__.py").write_text(SERVICE_TEMPLATE.format(body=body, reply=reply))
+    (folder / "__main__.py").write_text(service_source(body, **options))  # type: ignore[arg-type]
     return folder
 
 
 SERVICE_TEMPLATE = '''\
 import http.server, os, signal, sys
 {body}
-REPLY = {reply!r}
+REPLY = {reply_expr}
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         data = REPLY.encode()
-        self.send_response(200)
+        self.send_response({status_expr})
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -213,29 +263,39 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+{signals}
 http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 '''
 
 
-def make_wheel(folder: Path, name: str, version: str = "1.0", source: str = "") -> Path:
-    """A pure-Python wheel holding module `name`, for installs with no index.
+def build_wheel(folder: Path, name: str, version: str = "1.0", source: str = "") -> Path:
+    """A pure-Python wheel of one module `name` with `source`, made by hand.
 
-    Written by hand (a wheel is a zip with dist-info) so no build backend runs.
+    pip installs a wheel file with no index and no build step, so the tests
+    need neither PyPI nor setuptools. Its RECORD holds real hashes, as a
+    built wheel's does.
     """
+    import base64
+    import hashlib
     import zipfile
+
+    def record_hash(data: bytes) -> str:
+        return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
     dist = f"{name}-{version}.dist-info"
     files = {
-        f"{name}.py": source,
-        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
-        "Tag: py3-none-any\n",
+        f"{name}.py": source.encode(),
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests\n"
+                         b"Root-Is-Purelib: true\nTag: py3-none-any\n",
     }
-    files[f"{dist}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{dist}/RECORD"])
+    record = "".join(
+        f"{path},sha256={record_hash(data)},{len(data)}\n" for path, data in files.items()
+    ) + f"{dist}/RECORD,,\n"
+    files[f"{dist}/RECORD"] = record.encode()
     folder.mkdir(parents=True, exist_ok=True)
     wheel = folder / f"{name}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
-        for path, text in files.items():
-            zf.writestr(path, text)
+        for path, data in files.items():
+            zf.writestr(path, data)
     return wheel

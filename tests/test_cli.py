@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, RunnerProcess, run_runner, write_service
+from helpers import ROOT, run_runner, serve_once, write_service
 
 
 def test_no_code_is_a_usage_error() -> None:
@@ -52,62 +52,38 @@ def test_file_that_is_not_python(tmp_path: Path) -> None:
 
 def test_argument_wins_over_env(tmp_path: Path) -> None:
     good = write_service(tmp_path / "good", reply="from-argument")
-    runner = RunnerProcess([good], env={"EXECUTE_CODE": str(tmp_path / "missing")})
-    try:
-        assert runner.wait_http() == (200, b"from-argument")
-    finally:
-        runner.signal()
-        assert runner.finish() == 0
+    reply, _ = serve_once([good], env={"EXECUTE_CODE": str(tmp_path / "missing")})
+    assert reply == "from-argument"
 
 
 def test_code_from_env(service: Path) -> None:
-    runner = RunnerProcess([], env={"EXECUTE_CODE": str(service)})
-    try:
-        assert runner.wait_http() == (200, b"ok")
-    finally:
-        runner.signal()
-        assert runner.finish() == 0
+    reply, _ = serve_once([], env={"EXECUTE_CODE": str(service)})
+    assert reply == "ok"
 
 
 def test_single_script_runs_in_its_folder(tmp_path: Path) -> None:
-    folder = write_service(tmp_path / "scripts")
+    folder = write_service(tmp_path / "scripts", reply_expr="open('reply.txt').read()")
     script = folder / "serve.py"
     (folder / "__main__.py").rename(script)
     (folder / "reply.txt").write_text("from-cwd")
-    source = script.read_text().replace("REPLY = 'ok'", "REPLY = open('reply.txt').read()")
-    script.write_text(source)
-    runner = RunnerProcess([script])
-    try:
-        assert runner.wait_http() == (200, b"from-cwd")
-    finally:
-        runner.signal()
-        assert runner.finish() == 0
+    reply, _ = serve_once([script])
+    assert reply == "from-cwd"
 
 
 @pytest.mark.parametrize("name", ["my service", "$(touch PWNED)", "it's \"quoted\""])
 def test_odd_paths_are_just_paths(tmp_path: Path, name: str) -> None:
     folder = write_service(tmp_path / name, reply=name)
     (folder / "setup.sh").write_text("echo setup ran in \"$PWD\" > setup.out\n")
-    runner = RunnerProcess([folder], cwd=tmp_path)
-    try:
-        assert runner.wait_http() == (200, name.encode())
-    finally:
-        runner.signal()
-        assert runner.finish() == 0
+    reply, _ = serve_once([folder], cwd=tmp_path)
+    assert reply == name
     assert (folder / "setup.out").read_text() == f"setup ran in {folder}\n"
     assert not (tmp_path / "PWNED").exists() and not (ROOT / "PWNED").exists()
 
 
 def test_service_args_after_double_dash(tmp_path: Path) -> None:
-    folder = write_service(tmp_path / "svc", body="import sys; REPLY_ARGS = ' '.join(sys.argv[1:])")
-    main = folder / "__main__.py"
-    main.write_text(main.read_text().replace("REPLY = 'ok'", "REPLY = REPLY_ARGS"))
-    runner = RunnerProcess([folder, "--", "--model", "big one"])
-    try:
-        assert runner.wait_http() == (200, b"--model big one")
-    finally:
-        runner.signal()
-        assert runner.finish() == 0
+    folder = write_service(tmp_path / "svc", reply_expr="' '.join(sys.argv[1:])")
+    reply, _ = serve_once([folder, "--", "--model", "big one"])
+    assert reply == "--model big one"
 
 
 def test_help_does_not_import_heavy_libraries() -> None:
@@ -122,21 +98,13 @@ def test_help_does_not_import_heavy_libraries() -> None:
 
 def test_execute_code_script_from_the_source_tree(service: Path) -> None:
     script = ROOT / "resources" / "scripts" / "execute_code.py"
-    runner = RunnerProcess([service], argv0=[sys.executable, str(script)], cwd=service.parent)
-    try:
-        assert runner.wait_http() == (200, b"ok")
-    finally:
-        runner.signal()
-        assert runner.finish() == 0
+    reply, _ = serve_once([service], argv0=[sys.executable, str(script)], cwd=service.parent)
+    assert reply == "ok"
 
 
 def test_entrypoint_runs_relative_code_from_workspace_home(tmp_path: Path) -> None:
     write_service(tmp_path / "home" / "svc", reply="from-home")
     entrypoint = ROOT / "resources" / "docker-entrypoint.py"
     env = {"EXECUTE_CODE": "svc", "WORKSPACE_HOME": str(tmp_path / "home")}
-    runner = RunnerProcess(["--code-only"], argv0=[sys.executable, str(entrypoint)], env=env)
-    try:
-        assert runner.wait_http() == (200, b"from-home")
-    finally:
-        runner.signal()
-        assert runner.finish() == 0
+    reply, _ = serve_once(["--code-only"], argv0=[sys.executable, str(entrypoint)], env=env)
+    assert reply == "from-home"

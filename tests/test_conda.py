@@ -6,7 +6,6 @@ runner started as a process, the service answering HTTP on a free port.
 
 import json
 import os
-import signal
 import socket
 import time
 from pathlib import Path
@@ -14,37 +13,14 @@ from pathlib import Path
 import condachannel
 import pytest
 import yaml
-from condachannel import PY_VERSION, build_wheel, sha256_of
-from helpers import TEST_SECRETS, RunnerProcess, run_runner, write_service
+from condachannel import PY_VERSION, sha256_of
+from helpers import TEST_SECRETS, build_wheel, run_runner, serve_once, write_service
 
 from runner.install.conda import current_subdir
 
 #: The channel, built once per session (a fixture of `condachannel`).
 conda_channel = condachannel.conda_channel
 SUBDIR = current_subdir()
-
-SERVICE = '''\
-import http.server, os, signal, sys
-import condamod, {modules}
-
-REPLY = "|".join([condamod.MESSAGE, {values}, sys.prefix])
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        data = REPLY.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
-'''
 
 SETUP_SH = """\
 which python > setup-out.txt
@@ -55,9 +31,9 @@ hello-tool >> setup-out.txt
 
 def write_conda_service(folder: Path, modules: list[str]) -> Path:
     """A service importing `condamod` and `modules` (each with a `VALUE`), and a setup.sh."""
-    folder.mkdir(parents=True, exist_ok=True)
     values = ", ".join(f"{m}.VALUE" for m in modules)
-    (folder / "__main__.py").write_text(SERVICE.format(modules=", ".join(modules), values=values))
+    write_service(folder, body=f"import condamod, {', '.join(modules)}",
+                  reply_expr=f'"|".join([condamod.MESSAGE, {values}, sys.prefix])')
     (folder / "setup.sh").write_text(SETUP_SH)
     return folder
 
@@ -110,17 +86,6 @@ def env_prefixes(cache: dict[str, str]) -> list[Path]:
     return sorted(p for p in (Path(cache["RUNNER_CACHE_DIR"]) / "envs").iterdir() if p.is_dir())
 
 
-def serve_and_stop(svc: Path, cache: dict[str, str], *args: str) -> tuple[str, RunnerProcess]:
-    runner = RunnerProcess([svc, *args], env=cache)
-    try:
-        status, body = runner.wait_http(timeout=90)
-    finally:
-        runner.signal(signal.SIGTERM)
-        runner.finish()
-    assert status == 200, runner.stderr
-    return body.decode(), runner
-
-
 def test_environment_yml_service_runs_on_its_environment(
     tmp_path: Path, conda_channel: Path, cache: dict[str, str]
 ) -> None:
@@ -134,7 +99,7 @@ def test_environment_yml_service_runs_on_its_environment(
         {"pip": ["--no-index", "./wheels/localpkg-0.1-py3-none-any.whl"]},
     ])
 
-    body, first = serve_and_stop(svc, cache)
+    body, first = serve_once([svc], env=cache, timeout=90)
 
     [prefix] = env_prefixes(cache)
     assert body.split("|") == ["condamod 1.0 from conda", "localpkg from pip:",
@@ -152,7 +117,7 @@ def test_environment_yml_service_runs_on_its_environment(
         assert f"{step} unchanged since the last install: skipped" in again.stderr
     assert "pip install" not in again.stderr and "localpkg" not in again.stderr
 
-    body, code_only = serve_and_stop(svc, cache, "--code-only")
+    body, code_only = serve_once([svc, "--code-only"], env=cache, timeout=90)
     assert body.endswith(f"|{prefix}")
     assert "environment.yml" not in code_only.stderr  # nothing installed, nothing said
 
@@ -169,7 +134,7 @@ def test_conda_lock_is_preferred_and_installed_exactly(
     write_lock(svc, [*packages, pip_entry], [SUBDIR])
     (svc / "environment.yml").write_text("dependencies: [: broken")  # the lock wins
 
-    body, runner = serve_and_stop(svc, cache)
+    body, runner = serve_once([svc], env=cache, timeout=90)
 
     [prefix] = env_prefixes(cache)
     assert body.split("|") == ["condamod 1.0 from conda", "lockedpip", str(prefix)]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from archives import service, tar_bytes, zip_bytes
 from flask import Flask, Response, abort, request, send_from_directory
-from helpers import TEST_SECRETS, RunnerProcess, run_runner, wait_for
+from helpers import TEST_SECRETS, RunnerProcess, run_runner, serve_once, wait_for
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from runner import download, log
@@ -118,42 +118,24 @@ def files(tmp_path: Path) -> Iterator[FileServer]:
     server.stop()
 
 
-@pytest.fixture
-def tmp(tmp_path: Path) -> Path:
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    return folder
-
-
-def serve(url: str, env: dict[str, str]) -> tuple[str, RunnerProcess]:
-    runner = RunnerProcess([url], env=env)
-    try:
-        status, body = runner.wait_http(timeout=30)
-        assert status == 200
-        runner.signal(signal.SIGTERM)
-        assert runner.finish() == 0, runner.stderr
-    finally:
-        runner.kill()
-    return body.decode(), runner
-
-
 def test_script_url_is_served(files: FileServer, tmp: Path) -> None:
-    reply, _ = serve(f"{files.url}/files/svc.py", {"TMPDIR": str(tmp)})
+    reply, _ = serve_once([f"{files.url}/files/svc.py"], env={"TMPDIR": str(tmp)}, timeout=30)
     assert reply == "script over http"
     assert list(tmp.iterdir()) == []
 
 
 def test_zip_named_only_by_content_disposition(files: FileServer, tmp: Path) -> None:
-    reply, _ = serve(f"{files.url}/download?id=svc.zip", {"TMPDIR": str(tmp)})
+    url = f"{files.url}/download?id=svc.zip"
+    reply, _ = serve_once([url], env={"TMPDIR": str(tmp)}, timeout=30)
     assert reply == "zip over http"
 
 
 def test_tar_gz_url_cached_by_etag(files: FileServer, tmp: Path, tmp_path: Path) -> None:
     env = {"TMPDIR": str(tmp), "RUNNER_CACHE_DIR": str(tmp_path / "cache")}
     url = f"{files.url}/files/svc.tar.gz"
-    assert serve(url, env)[0] == "tar over http"
+    assert serve_once([url], env=env, timeout=30)[0] == "tar over http"
     assert files.gets() == 1
-    reply, again = serve(url, env)
+    reply, again = serve_once([url], env=env, timeout=30)
     assert reply == "tar over http"
     assert files.gets() == 1, "the second run downloaded again instead of using the cache"
     assert ("HEAD", "/files/svc.tar.gz") in files.seen
@@ -163,7 +145,7 @@ def test_tar_gz_url_cached_by_etag(files: FileServer, tmp: Path, tmp_path: Path)
 
 def test_credentials_in_url_work_and_never_show(files: FileServer, tmp: Path) -> None:
     url = files.url.replace("http://", f"http://me:{PASSWORD}@") + "/private/svc.py"
-    reply, runner = serve(url, {"TMPDIR": str(tmp)})
+    reply, runner = serve_once([url], env={"TMPDIR": str(tmp)}, timeout=30)
     assert reply == "script over http"
     assert "http://***@127.0.0.1" in runner.stderr  # and finish() found no secret
 
@@ -239,7 +221,8 @@ def test_https_with_unknown_certificate_then_trusted(
             "check the address, or the CA certificates (REQUESTS_CA_BUNDLE) for a private "
             "certificate authority"
         )
-        reply, _ = serve(url, {"TMPDIR": str(tmp), "REQUESTS_CA_BUNDLE": str(tls[0])})
+        env = {"TMPDIR": str(tmp), "REQUESTS_CA_BUNDLE": str(tls[0])}
+        reply, _ = serve_once([url], env=env, timeout=30)
         assert reply == "script over http"
     finally:
         secure.stop()

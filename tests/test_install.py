@@ -3,27 +3,17 @@
 import sys
 from pathlib import Path
 
-from helpers import RunnerProcess, make_wheel, run_runner, write_service
-
-
-def serve_and_stop(runner: RunnerProcess) -> tuple[int, bytes]:
-    """The first HTTP answer of a service, then a clean stop."""
-    try:
-        return runner.wait_http()
-    finally:
-        runner.signal()
-        assert runner.finish() == 0
+from helpers import build_wheel, free_port, run_runner, serve_once, write_service
 
 
 def test_setup_sh_then_requirements_in_order(tmp_path: Path) -> None:
-    svc = write_service(tmp_path / "svc", body="import localdep",
-                        reply="served")
-    wheel = make_wheel(tmp_path / "wheels", "localdep")
+    svc = write_service(tmp_path / "svc", body="import localdep", reply="served")
+    wheel = build_wheel(tmp_path / "wheels", "localdep")
     (svc / "setup.sh").write_text('echo "setup saw python $(command -v python)" > order.log\n')
     (svc / "requirements.txt").write_text(f"{wheel}\n")
     target = tmp_path / "site"
-    runner = RunnerProcess([svc], env={"PIP_TARGET": str(target), "PYTHONPATH": str(target)})
-    assert serve_and_stop(runner) == (200, b"served")
+    reply, runner = serve_once([svc], env={"PIP_TARGET": str(target), "PYTHONPATH": str(target)})
+    assert reply == "served"
     assert (svc / "order.log").read_text().startswith("setup saw python ")
     assert (target / "localdep.py").is_file()
     log = runner.stderr
@@ -44,15 +34,13 @@ def test_setup_sh_runs_with_the_service_python_first_on_path(tmp_path: Path) -> 
 
 
 def test_service_runs_on_runner_python(tmp_path: Path) -> None:
-    svc = write_service(tmp_path / "svc", body="import sys; PY = sys.executable")
-    main = svc / "__main__.py"
-    main.write_text(main.read_text().replace("REPLY = 'ok'", "REPLY = PY"))
+    svc = write_service(tmp_path / "svc", reply_expr="sys.executable")
     venv = tmp_path / "venv"
     import venv as venv_mod
 
     venv_mod.create(venv, with_pip=False)
-    runner = RunnerProcess([svc], env={"RUNNER_PYTHON": str(venv / "bin" / "python")})
-    assert serve_and_stop(runner) == (200, str(venv / "bin" / "python").encode())
+    reply, _ = serve_once([svc], env={"RUNNER_PYTHON": str(venv / "bin" / "python")})
+    assert reply == str(venv / "bin" / "python")
 
 
 def test_failing_setup_sh_stops_the_run(tmp_path: Path) -> None:
@@ -72,8 +60,8 @@ def test_failing_setup_sh_stops_the_run(tmp_path: Path) -> None:
 def test_keep_going_starts_the_service_anyway(tmp_path: Path) -> None:
     svc = write_service(tmp_path / "svc", reply="still up")
     (svc / "setup.sh").write_text("exit 3\n")
-    runner = RunnerProcess([svc, "--keep-going"])
-    assert serve_and_stop(runner) == (200, b"still up")
+    reply, runner = serve_once([svc, "--keep-going"])
+    assert reply == "still up"
     assert "warning: setup.sh failed: bash setup.sh exited 3" in runner.stderr
     assert "going on because of --keep-going" in runner.stderr
 
@@ -102,28 +90,23 @@ def test_requirements_only_installs_and_exits(tmp_path: Path) -> None:
 def test_code_only_skips_install(tmp_path: Path) -> None:
     svc = write_service(tmp_path / "svc", reply="no install")
     (svc / "setup.sh").write_text("touch installed\nexit 1\n")
-    runner = RunnerProcess([svc, "--code-only"])
-    assert serve_and_stop(runner) == (200, b"no install")
+    reply, _ = serve_once([svc, "--code-only"])
+    assert reply == "no install"
     assert not (svc / "installed").exists()
 
 
 def test_service_gets_port_and_unbuffered(tmp_path: Path) -> None:
-    svc = write_service(tmp_path / "svc", body="REPLY_ENV = os.environ['PORT'] + ' ' + "
-                        "os.environ['PYTHONUNBUFFERED']")
-    main = svc / "__main__.py"
-    main.write_text(main.read_text().replace("REPLY = 'ok'", "REPLY = REPLY_ENV"))
-    runner = RunnerProcess([svc], env={"PYTHONUNBUFFERED": ""})
-    assert serve_and_stop(runner) == (200, f"{runner.port} 1".encode())
+    svc = write_service(tmp_path / "svc",
+                        reply_expr="os.environ['PORT'] + ' ' + os.environ['PYTHONUNBUFFERED']")
+    reply, runner = serve_once([svc], env={"PYTHONUNBUFFERED": ""})
+    assert reply == f"{runner.port} 1"
 
 
 def test_port_flag_wins_over_env(tmp_path: Path) -> None:
-    from helpers import free_port
-
     svc = write_service(tmp_path / "svc")
     port = free_port()
-    runner = RunnerProcess([svc, "--port", str(port)], env={"PORT": "1"})
-    runner.port = port
-    assert serve_and_stop(runner) == (200, b"ok")
+    reply, _ = serve_once([svc, "--port", str(port)], env={"PORT": "1"}, port=port)
+    assert reply == "ok"
 
 
 def test_no_traceback_for_python_used(tmp_path: Path) -> None:
@@ -132,3 +115,14 @@ def test_no_traceback_for_python_used(tmp_path: Path) -> None:
     runner = run_runner([svc, "--requirements-only"], env={"RUNNER_PYTHON": sys.executable})
     assert runner.proc.returncode == 0
     assert "Traceback" not in runner.stderr
+
+
+def test_tokens_printed_by_an_install_step_are_redacted(tmp_path: Path) -> None:
+    from helpers import TEST_SECRETS
+
+    svc = write_service(tmp_path / "svc")
+    (svc / "setup.sh").write_text('echo "lab $LAB_API_TOKEN git $GIT_TOKEN"\nexit 1\n')
+    env = {"LAB_API_TOKEN": TEST_SECRETS[2], "GIT_TOKEN": TEST_SECRETS[0]}
+    runner = run_runner([svc], env=env)  # finish() fails the test on any leak
+    assert runner.proc.returncode == 4
+    assert "lab *** git ***" in runner.error_line()

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import RunnerProcess, make_wheel, run_runner, wait_for, write_service
+from helpers import RunnerProcess, build_wheel, run_runner, wait_for, write_service
 
 SKIPPED = "unchanged since the last install: skipped"
 
@@ -24,7 +24,7 @@ def test_warm_start_skips_unchanged_steps_and_sees_changes(tmp_path: Path, cache
     svc = write_service(tmp_path / "svc")
     target = tmp_path / "site"
     wheels = tmp_path / "wheels"
-    first, second = make_wheel(wheels, "firstdep"), make_wheel(wheels, "seconddep")
+    first, second = build_wheel(wheels, "firstdep"), build_wheel(wheels, "seconddep")
     (svc / "setup.sh").write_text("echo ran >> setup.count\n")
     (svc / "requirements.txt").write_text(f"{first}\n")
     args = [svc, "--requirements-only", "--cache-dir", cache]
@@ -66,8 +66,8 @@ def test_a_failed_install_is_not_stamped(tmp_path: Path, cache: Path) -> None:
 
 
 def replace_reply(svc: Path, reply: str) -> None:
-    main = svc / "__main__.py"
-    main.write_text(re.sub(r"REPLY = .*", f"REPLY = {reply!r}", main.read_text()))
+    """Edit a running service's reply: its `__main__.py` saved again, as an editor does."""
+    write_service(svc, reply=reply)
 
 
 def serves(runner: RunnerProcess, body: bytes, timeout: float = 20) -> None:
@@ -82,11 +82,10 @@ def test_watch_restarts_on_edit_and_survives_a_broken_edit(tmp_path: Path, cache
         replace_reply(svc, "v2")
         serves(runner, b"v2")
         main = svc / "__main__.py"
-        good = main.read_text()
-        main.write_text(good + "\ndef broken(:\n")
+        main.write_text(main.read_text() + "\ndef broken(:\n")
         runner.wait_log("waiting for a change to restart it")
         assert runner.get(timeout=1) is None
-        main.write_text(good.replace("'v2'", "'v3'"))
+        replace_reply(svc, "v3")
         serves(runner, b"v3")
     finally:
         runner.signal()
@@ -136,13 +135,10 @@ def test_watch_ignore_patterns(tmp_path: Path, cache: Path) -> None:
 
 
 def test_watch_reinstalls_only_from_the_changed_dependency(tmp_path: Path, cache: Path) -> None:
-    svc = write_service(tmp_path / "svc", body="import importlib.util as u\n"
-                        "REPLY_DEP = str(u.find_spec('laterdep') is not None)")
-    replace_reply(svc, "x")
-    main = svc / "__main__.py"
-    main.write_text(main.read_text().replace("REPLY = 'x'", "REPLY = REPLY_DEP"))
+    svc = write_service(tmp_path / "svc", body="import importlib.util as u",
+                        reply_expr="str(u.find_spec('laterdep') is not None)")
     target = tmp_path / "site"
-    wheel = make_wheel(tmp_path / "wheels", "laterdep")
+    wheel = build_wheel(tmp_path / "wheels", "laterdep")
     (svc / "setup.sh").write_text("echo ran >> setup.count\n")
     (svc / "requirements.txt").write_text("")
     env = {"PIP_TARGET": str(target), "PYTHONPATH": str(target)}
@@ -166,10 +162,7 @@ def test_check_passes_on_a_healthy_service(service: Path) -> None:
 
 
 def test_check_fails_on_an_error_answer(tmp_path: Path) -> None:
-    svc = write_service(tmp_path / "svc")
-    main = svc / "__main__.py"
-    status = "500 if self.path == '/' else 404"
-    main.write_text(main.read_text().replace("send_response(200)", f"send_response({status})"))
+    svc = write_service(tmp_path / "svc", status_expr="500 if self.path == '/' else 404")
     runner = run_runner([svc, "--check"])
     assert runner.proc.returncode == 5
     assert re.fullmatch(r"error: check failed: GET / -> 500 Internal Server Error \(ready after "
@@ -251,10 +244,8 @@ def test_watch_restart_preimports_third_party_modules_but_not_local_ones(
     (site / "heavydep.py").write_text(
         f"import time\nopen({str(imports_log)!r}, 'a').write(f'{{time.time()}}\\n')\n"
     )
-    svc = write_service(tmp_path / "svc", body="import heavydep, reply\nREPLY_LOCAL = "
-                        "f'{reply.TEXT} {__name__} {sys.argv[1:]}'")
-    main = svc / "__main__.py"
-    main.write_text(main.read_text().replace("REPLY = 'ok'", "REPLY = REPLY_LOCAL"))
+    svc = write_service(tmp_path / "svc", body="import heavydep, reply",
+                        reply_expr="f'{reply.TEXT} {__name__} {sys.argv[1:]}'")
     (svc / "reply.py").write_text("TEXT = 'one'\n")
     runner = RunnerProcess([svc, "--watch", "--cache-dir", cache, "--", "--flag"],
                            env={"PYTHONPATH": str(site)})

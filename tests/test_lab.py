@@ -6,13 +6,12 @@ fails the test if one ever shows in the output. Every run gets its own TMPDIR,
 which must be empty afterwards: no download or unpacked code left behind.
 """
 
-import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from archives import device, link, service, tar_bytes, zip_bytes
-from helpers import TEST_SECRETS, RunnerProcess, free_port, run_runner
+from helpers import TEST_SECRETS, free_port, run_runner, serve_once
 from labserver import LabServer
 
 TOKEN = TEST_SECRETS[2]
@@ -30,36 +29,15 @@ def lab() -> Iterator[LabServer]:
     server.stop()
 
 
-@pytest.fixture
-def tmp(tmp_path: Path) -> Path:
-    """The runner's TMPDIR: where its temp folders go, and must be gone from."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    return folder
-
-
 def lab_env(lab: LabServer, tmp: Path, **extra: str) -> dict[str, str]:
     return {"LAB_ENDPOINT": lab.url, "LAB_API_TOKEN": TOKEN, "LAB_PROJECT": PROJECT,
             "TMPDIR": str(tmp), **extra}
 
 
-def serve(spec: str, env: dict[str, str]) -> tuple[str, RunnerProcess]:
-    """Run the runner until its service answers 200; return the answer and the stopped runner."""
-    runner = RunnerProcess([spec], env=env)
-    try:
-        status, body = runner.wait_http(timeout=30)
-        assert status == 200
-        runner.signal(signal.SIGTERM)
-        assert runner.finish() == 0, runner.stderr
-    finally:
-        runner.kill()
-    return body.decode(), runner
-
-
 def test_script_key_is_served_and_token_sent_as_bearer(lab: LabServer, tmp: Path) -> None:
     lab.upload(PROJECT, "scripts/svc.py", service("from a script"))
     lab.hooks.multipart_hash = True
-    reply, runner = serve("scripts/svc.py", lab_env(lab, tmp))
+    reply, runner = serve_once(["scripts/svc.py"], env=lab_env(lab, tmp), timeout=30)
     assert reply == "from a script"
     assert {auth for _, _, auth in lab.requests} == {f"Bearer {TOKEN}"}
     assert "multipart upload and cannot be checked" in runner.stderr
@@ -69,10 +47,10 @@ def test_script_key_is_served_and_token_sent_as_bearer(lab: LabServer, tmp: Path
 def test_zip_key_versions_single_folder(lab: LabServer, tmp: Path) -> None:
     for reply in ("v1", "v2"):
         lab.upload(PROJECT, "models/svc.zip", zip_bytes({"svc/__main__.py": service(reply)}))
-    reply, first = serve("models/svc.zip.v1", lab_env(lab, tmp))
+    reply, first = serve_once(["models/svc.zip.v1"], env=lab_env(lab, tmp), timeout=30)
     assert reply == "v1"
     assert "MD5 of ML Lab file 'models/svc.zip.v1' of project 'team-svc' matches" in first.stderr
-    assert serve("models/svc.zip", lab_env(lab, tmp))[0] == "v2"
+    assert serve_once(["models/svc.zip"], env=lab_env(lab, tmp), timeout=30)[0] == "v2"
     assert list(tmp.iterdir()) == []
 
 
@@ -82,9 +60,9 @@ def test_tar_gz_key_served_then_reused_from_cache(
     lab.upload(PROJECT, "svc.tar.gz", tar_bytes({"__main__.py": service("from tar"),
                                                   "lib/util.py": b"X = 1\n"}))
     env = lab_env(lab, tmp, RUNNER_CACHE_DIR=str(tmp_path / "cache"))
-    assert serve("svc.tar.gz", env)[0] == "from tar"
+    assert serve_once(["svc.tar.gz"], env=env, timeout=30)[0] == "from tar"
     assert lab.downloads() == 1
-    reply, again = serve("svc.tar.gz", env)
+    reply, again = serve_once(["svc.tar.gz"], env=env, timeout=30)
     assert reply == "from tar"
     assert lab.downloads() == 1, "second run downloaded again instead of using the cache"
     assert "using cached ML Lab file 'svc.tar.gz'" in again.stderr
@@ -94,7 +72,7 @@ def test_tar_gz_key_served_then_reused_from_cache(
 def test_server_errors_are_retried(lab: LabServer, tmp: Path) -> None:
     lab.upload(PROJECT, "svc.py", service("after retries"))
     lab.hooks.fail_times = 2
-    reply, runner = serve("svc.py", lab_env(lab, tmp))
+    reply, runner = serve_once(["svc.py"], env=lab_env(lab, tmp), timeout=30)
     assert reply == "after retries"
     assert runner.stderr.count("server error 500") == 2
     assert "(try 3 of 3)" in runner.stderr

@@ -22,11 +22,12 @@ from pathlib import Path
 import pytest
 from githttp import GitHttpServer
 from helpers import (
-    SERVICE_TEMPLATE,
     TEST_SECRETS,
     RunnerProcess,
     run_runner,
+    serve_once,
     wait_for,
+    write_service,
 )
 
 CLIENT_ENV = {
@@ -60,28 +61,23 @@ def sh(*argv: str | Path, cwd: Path | None = None) -> str:
     return done.stdout.strip()
 
 
-def service(folder: Path, reply: str, body: str = "") -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "__main__.py").write_text(SERVICE_TEMPLATE.format(body=body, reply=reply))
-
-
 def build_git(root: Path) -> dict[str, str]:
     repo = root / "git repo"
     sh("git", "init", "-q", "-b", "main", repo)
-    service(repo, "v1")
+    write_service(repo, reply="v1")
     (repo / "escape").symlink_to("../..")
     sh("git", "add", ".", cwd=repo)
     sh("git", "commit", "-q", "-m", "v1", cwd=repo)
     sh("git", "tag", "-a", "v1", "-m", "release 1", cwd=repo)
-    service(repo, "r2")
-    service(repo / "sub" / "svc", "sub")
+    write_service(repo, reply="r2")
+    write_service(repo / "sub" / "svc", reply="sub")
     sh("git", "add", ".", cwd=repo)
     sh("git", "commit", "-q", "-m", "r2", cwd=repo)
     sha = sh("git", "rev-parse", "HEAD", cwd=repo)
-    service(repo, "head")
+    write_service(repo, reply="head")
     sh("git", "commit", "-q", "-am", "head", cwd=repo)
     sh("git", "checkout", "-q", "-b", "dev", cwd=repo)
-    service(repo, "dev")
+    write_service(repo, reply="dev")
     sh("git", "commit", "-q", "-am", "dev", cwd=repo)
     sh("git", "checkout", "-q", "main", cwd=repo)
     base = f"git+{repo.as_uri()}"
@@ -94,17 +90,17 @@ def build_hg(root: Path) -> dict[str, str]:
     repo = root / "hg"
     user = ("--config", "ui.username=Tester <tester@example.com>")
     sh("hg", "init", repo)
-    service(repo, "v1")
+    write_service(repo, reply="v1")
     sh("hg", "commit", "-q", "-A", "-m", "v1", *user, cwd=repo)
     sh("hg", "tag", "v1", *user, cwd=repo)
-    service(repo, "r2")
-    service(repo / "sub" / "svc", "sub")
+    write_service(repo, reply="r2")
+    write_service(repo / "sub" / "svc", reply="sub")
     sh("hg", "commit", "-q", "-A", "-m", "r2", *user, cwd=repo)
     node = sh("hg", "log", "-r", ".", "-T", "{node}", cwd=repo)
-    service(repo, "head")
+    write_service(repo, reply="head")
     sh("hg", "commit", "-q", "-m", "head", *user, cwd=repo)
     sh("hg", "branch", "-q", "dev", cwd=repo)
-    service(repo, "dev")
+    write_service(repo, reply="dev")
     sh("hg", "commit", "-q", "-m", "dev", *user, cwd=repo)
     sh("hg", "update", "-q", "default", cwd=repo)
     base = f"hg+{repo.as_uri()}"
@@ -119,21 +115,21 @@ def build_svn(root: Path) -> dict[str, str]:
     url = repo.as_uri()
     sh(*svn, "mkdir", "-q", "-m", "layout", f"{url}/trunk", f"{url}/branches", f"{url}/tags")
     sh(*svn, "checkout", "-q", f"{url}/trunk", wc)
-    service(wc, "v1")
+    write_service(wc, reply="v1")
     sh(*svn, "add", "-q", wc / "__main__.py")
     sh(*svn, "commit", "-q", "-m", "v1", wc)
     sh(*svn, "copy", "-q", "-m", "tag v1", f"{url}/trunk", f"{url}/tags/v1")
-    service(wc, "r2")
-    service(wc / "sub" / "svc", "sub")
+    write_service(wc, reply="r2")
+    write_service(wc / "sub" / "svc", reply="sub")
     sh(*svn, "add", "-q", wc / "sub")
     sh(*svn, "commit", "-q", "-m", "r2", wc)
     sh(*svn, "update", "-q", wc)
     rev = sh(*svn, "info", "--show-item", "revision", wc)
-    service(wc, "head")
+    write_service(wc, reply="head")
     sh(*svn, "commit", "-q", "-m", "head", wc)
     sh(*svn, "copy", "-q", "-m", "branch dev", f"{url}/trunk", f"{url}/branches/dev")
     sh(*svn, "switch", "-q", f"{url}/branches/dev", wc)
-    service(wc, "dev")
+    write_service(wc, reply="dev")
     sh(*svn, "commit", "-q", "-m", "dev", wc)
     base = f"svn+{url}"
     return {"default": f"{base}/trunk", "tag": f"{base}/tags/v1", "branch": f"{base}/branches/dev",
@@ -143,19 +139,19 @@ def build_svn(root: Path) -> dict[str, str]:
 def build_bzr(root: Path) -> dict[str, str]:
     trunk, dev = root / "bzr" / "trunk", root / "bzr" / "dev"
     sh("brz", "init", "-q", "--create-prefix", trunk)
-    service(trunk, "v1")
+    write_service(trunk, reply="v1")
     sh("brz", "add", "-q", cwd=trunk)
     sh("brz", "commit", "-q", "-m", "v1", cwd=trunk)
     sh("brz", "tag", "-q", "v1", cwd=trunk)
-    service(trunk, "r2")
-    service(trunk / "sub" / "svc", "sub")
+    write_service(trunk, reply="r2")
+    write_service(trunk / "sub" / "svc", reply="sub")
     sh("brz", "add", "-q", cwd=trunk)
     sh("brz", "commit", "-q", "-m", "r2", cwd=trunk)
     revid = sh("brz", "revision-info", "-d", trunk).split()[1]
-    service(trunk, "head")
+    write_service(trunk, reply="head")
     sh("brz", "commit", "-q", "-m", "head", cwd=trunk)
     sh("brz", "branch", "-q", trunk, dev)
-    service(dev, "dev")
+    write_service(dev, reply="dev")
     sh("brz", "commit", "-q", "-m", "dev", cwd=dev)
     base = f"bzr+{trunk.as_uri()}"
     assert "@" in revid  # written %40 in the URL, the quirk this case covers
@@ -191,12 +187,8 @@ RUN_CASES = [(vcs, case) for vcs in BUILDERS for case in CASES] + [("git", "shor
 def test_serves_the_revision_the_url_names(
     repos: dict[str, dict[str, str]], vcs: str, case: str, tmpdir_env: dict[str, str]
 ) -> None:
-    runner = RunnerProcess([repos[vcs][case]], env=tmpdir_env)
-    try:
-        assert runner.wait_http() == (200, REPLIES[case].encode())
-    finally:
-        runner.signal(signal.SIGTERM)
-        assert runner.finish() == 0
+    reply, runner = serve_once([repos[vcs][case]], env=tmpdir_env)
+    assert reply == REPLIES[case]
     assert re.search(RESOLVED[vcs], runner.stderr), f"no resolved revision:\n{runner.stderr}"
     assert leftovers(tmpdir_env) == []
 
@@ -242,7 +234,7 @@ def test_git_submodules_are_checked_out(tmp_path: Path, tmpdir_env: dict[str, st
     sh("git", "add", ".", cwd=lib)
     sh("git", "commit", "-q", "-m", "lib", cwd=lib)
     sh("git", "init", "-q", "-b", "main", app)
-    service(app, "with submodule", body="open('lib/data.txt').read()")
+    write_service(app, "open('lib/data.txt').read()", reply="with submodule")
     sh("git", "-c", "protocol.file.allow=always", "submodule", "add", "-q", lib.as_uri(), "lib",
        cwd=app)
     sh("git", "add", ".", cwd=app)
@@ -250,12 +242,8 @@ def test_git_submodules_are_checked_out(tmp_path: Path, tmpdir_env: dict[str, st
     (tmp_path / "lib").rename(tmp_path / "lib-moved")  # the checkout must use the URL, not a path
     sh("git", "-C", app, "config", "-f", ".gitmodules", "submodule.lib.url", "../lib-moved")
     sh("git", "-C", app, "commit", "-q", "-am", "relative submodule URL")
-    runner = RunnerProcess([f"git+{app.as_uri()}"], env=tmpdir_env)
-    try:
-        assert runner.wait_http() == (200, b"with submodule")
-    finally:
-        runner.signal(signal.SIGTERM)
-        assert runner.finish() == 0
+    reply, _ = serve_once([f"git+{app.as_uri()}"], env=tmpdir_env)
+    assert reply == "with submodule"
 
 
 # ---------------------------------------------------------------- bad input
@@ -404,12 +392,9 @@ def test_private_repo_without_credentials_fails_at_once(
 def test_private_repo_with_git_token(private_repo: tuple[GitHttpServer, str],
                                      tmpdir_env: dict[str, str]) -> None:
     _, url = private_repo
-    runner = RunnerProcess([f"git+{url}@dev"], env={**tmpdir_env, "GIT_TOKEN": TEST_SECRETS[0]})
-    try:
-        assert runner.wait_http() == (200, b"dev")
-    finally:
-        runner.signal(signal.SIGTERM)
-        assert runner.finish() == 0  # finish() fails if the token is in any output
+    # serve_once fails if the token is in any output (RunnerProcess.finish checks)
+    reply, _ = serve_once([f"git+{url}@dev"], env={**tmpdir_env, "GIT_TOKEN": TEST_SECRETS[0]})
+    assert reply == "dev"
     assert leftovers(tmpdir_env) == []
 
 

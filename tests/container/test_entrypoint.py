@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, RunnerProcess, run_runner
+from helpers import ROOT, run_runner, serve_once
 
 ENTRYPOINT = [sys.executable, str(ROOT / "resources" / "docker-entrypoint.py")]
 
@@ -18,13 +18,9 @@ ENTRYPOINT = [sys.executable, str(ROOT / "resources" / "docker-entrypoint.py")]
 def test_seed_cmd_of_a_custom_image_serves_the_code(service: Path) -> None:
     # CMD ["python", "/resources/docker-entrypoint.py", "--code-only"] reaches the
     # entrypoint as its arguments: it is run as a program, which serves the code.
-    runner = RunnerProcess([*ENTRYPOINT, "--code-only"], argv0=ENTRYPOINT,
-                           env={"EXECUTE_CODE": str(service)})
-    try:
-        assert runner.wait_http() == (200, b"ok")
-    finally:
-        runner.signal()
-        assert runner.finish() == 0
+    reply, _ = serve_once([*ENTRYPOINT, "--code-only"], argv0=ENTRYPOINT,
+                          env={"EXECUTE_CODE": str(service)})
+    assert reply == "ok"
 
 
 def test_a_program_argument_runs_without_a_shell(tmp_path: Path) -> None:
