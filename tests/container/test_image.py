@@ -144,8 +144,8 @@ def test_unhealthy_when_the_service_does_not_answer(start, tmp_path: Path) -> No
     svc = tmp_path / "svc"
     svc.mkdir()
     # Stays up (the runner keeps it), but never opens its port.
-    (svc / "__main__.py").write_text("import time\nprint('svc: up', flush=True)\n"
-                                     "time.sleep(600)\n")
+    (svc / "__main__.py").write_text("import threading\nprint('svc: up', flush=True)\n"
+                                     "threading.Event().wait()\n")
     container = start(env={"EXECUTE_CODE": "/workspace/svc"}, volumes={svc: "/workspace/svc"})
     wait_for(lambda: "svc: up" in container.logs(), 30, "the service to start")
     result = podman("healthcheck", "run", container.name, check=False)
