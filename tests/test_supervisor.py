@@ -156,6 +156,28 @@ def test_service_ignoring_sigterm_is_killed_after_stop_timeout(tmp_path: Path) -
     assert not pid_alive(pid)
 
 
+def test_a_repeated_sigterm_does_not_cut_the_drain_short(tmp_path: Path) -> None:
+    drain = ("signal.signal(signal.SIGTERM, lambda *a: threading.Timer(1, os._exit, [7]).start())")
+    svc = write_service(tmp_path / "svc", "import threading", signals=drain)
+    runner = RunnerProcess([svc])
+    runner.wait_http()
+    runner.signal(signal.SIGTERM)
+    runner.signal(signal.SIGTERM)  # as `timeout` + `pkill`, or a cgroup-wide stop, do
+    assert runner.finish() == 7  # drained for its second, not killed (137)
+
+
+def test_a_second_ctrl_c_kills_at_once(tmp_path: Path) -> None:
+    svc = write_service(tmp_path / "svc", signals="signal.signal(signal.SIGTERM, signal.SIG_IGN)")
+    runner = RunnerProcess([svc, "--stop-timeout", "60"])
+    runner.wait_http()
+    runner.signal(signal.SIGINT)
+    runner.wait_log("stopping the service")
+    time.sleep(0.6)  # a person's second press comes later than the runner's 0.5 s threshold
+    runner.signal(signal.SIGINT)
+    assert runner.finish(timeout=10) == 137
+    assert "second Ctrl+C (SIGINT): killing the service now" in runner.stderr
+
+
 def test_service_dies_with_a_killed_runner(service: Path) -> None:
     runner = RunnerProcess([service])
     runner.wait_http()

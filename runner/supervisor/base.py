@@ -28,6 +28,7 @@ from runner.supervisor.readiness import group_listens, port_in_use
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 WAITING_WARNING_EVERY = 30.0
+SECOND_STOP_AFTER = 0.5  # a repeated stop sooner than this is a duplicate, not a person
 
 
 def _probe_interval(elapsed: float) -> float:
@@ -98,6 +99,7 @@ class Supervisor:
         self._poller = select.poll()
         self._wakeup_r = -1
         self._go = False
+        self._stop_requested_at = 0.0
 
     # -- the loop -------------------------------------------------------------
 
@@ -226,15 +228,25 @@ class Supervisor:
                 del run.fds[fd]
 
     def request_stop(self, run: Run | None, signum: int) -> None:
-        """Forward a stop to the service; a second one kills it at once."""
-        if self.stop_signum is not None and run is not None:
-            log.warn(f"second {signal.Signals(signum).name}: killing the service now")
-            signal_group(run.child, signal.SIGKILL)
+        """Forward a stop to the service; a person's second Ctrl+C kills it at once.
+
+        Only SIGINT, and only a while after the first stop: tools that signal a
+        whole process tree (`timeout`, cgroup-wide SIGTERM) repeat a stop at once,
+        and that must not cut the service's graceful drain short.
+        """
+        if self.stop_signum is not None:
+            if run is not None and signum == signal.SIGINT and self._forcible():
+                log.warn("second Ctrl+C (SIGINT): killing the service now")
+                signal_group(run.child, signal.SIGKILL)
             return
         self.stop_signum = signum
+        self._stop_requested_at = time.monotonic()
         if run is not None:
             log.info(f"{signal.Signals(signum).name} received")
             self.stop_service(run)
+
+    def _forcible(self) -> bool:
+        return time.monotonic() - self._stop_requested_at >= SECOND_STOP_AFTER
 
     def stop_service(self, run: Run) -> None:
         """Send the configured stop signal; SIGKILL follows after the stop timeout."""
