@@ -74,7 +74,29 @@ def error(message: str) -> None:
     _write(f"{_RED}{line}{_RESET}" if on_terminal() else line)
 
 
-def passthrough(text: str) -> None:
-    """Output of a step the runner runs for the user (pip, setup.sh, a VCS client)."""
-    sys.stderr.write(redact(text))
-    sys.stderr.flush()
+class Passthrough:
+    """Output of a tool the runner runs for the user (pip, setup.sh, a VCS client).
+
+    Redacted a whole line at a time (`\n` or a progress bar's `\r`), so a
+    secret split across two reads of the pipe is still found.
+    """
+
+    def __init__(self) -> None:
+        self._partial = ""
+
+    def write(self, data: bytes) -> None:
+        text = self._partial + data.decode("utf-8", "replace")
+        cut = max(text.rfind("\n"), text.rfind("\r")) + 1
+        self._partial = text[cut:]
+        self._emit(text[:cut])
+
+    def close(self) -> None:
+        """Show an unfinished last line."""
+        self._emit(self._partial)
+        self._partial = ""
+
+    @staticmethod
+    def _emit(text: str) -> None:
+        if text:
+            sys.stderr.write(redact(text))
+            sys.stderr.flush()

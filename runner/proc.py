@@ -108,13 +108,17 @@ def run_tool(
     """
     child = spawn(argv, cwd=cwd, env=env, merge_output=True)
     finished = Finished(returncode=None)
+    shown = log.Passthrough()
     assert child.stdout is not None
 
     def show(data: bytes) -> None:
         finished.tail.feed(data)
-        log.passthrough(data.decode("utf-8", "replace"))
+        shown.write(data)
 
-    finished.returncode = drain(child, {child.stdout.fileno(): show}, timeout)
+    try:
+        finished.returncode = drain(child, {child.stdout.fileno(): show}, timeout)
+    finally:
+        shown.close()
     return finished
 
 

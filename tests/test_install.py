@@ -126,3 +126,17 @@ def test_tokens_printed_by_an_install_step_are_redacted(tmp_path: Path) -> None:
     runner = run_runner([svc], env=env)  # finish() fails the test on any leak
     assert runner.proc.returncode == 4
     assert "lab *** git ***" in runner.error_line()
+
+
+def test_a_secret_split_across_two_writes_is_still_redacted(tmp_path: Path) -> None:
+    from helpers import TEST_SECRETS
+
+    secret = TEST_SECRETS[0]
+    svc = write_service(tmp_path / "svc")
+    # The pause makes the runner read the two halves separately.
+    (svc / "setup.sh").write_text(
+        f"printf 'token: {secret[:6]}'\nsleep 0.3\nprintf '{secret[6:]} done\\n'\n"
+    )
+    runner = run_runner([svc, "--requirements-only"], env={"GIT_TOKEN": secret})
+    assert runner.proc.returncode == 0
+    assert "token: *** done" in runner.stderr
