@@ -14,6 +14,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runner import log
+from runner.config import Config
+
+
+def cache_root(config: Config) -> Path:
+    """The runner's lasting home: the cache dir, else a per-user one (`$XDG_CACHE_HOME`).
+
+    Install stamps and conda environments must outlive one run to be reused
+    (an image's `--requirements-only` build step and its `--code-only` start
+    are two runs), so unlike fetched code they always need one.
+    """
+    if config.cache_dir is not None:
+        return config.cache_dir
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).absolute() / "workspace-runner"
 
 
 class Cache:

@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 
 from runner import log
+from runner.cache import cache_root
 from runner.config import Config
 from runner.errors import InstallError
 from runner.install.base import InstallContext, InstallStep, ServiceEnv
 from runner.install.conda import CondaStep
 from runner.install.requirements import RequirementsStep
 from runner.install.setup_sh import SetupShStep
-from runner.install.stamps import Stamps, state_dir
+from runner.install.stamps import Stamps
 from runner.sources.base import Code
 
 STEPS: list[InstallStep] = [CondaStep(), SetupShStep(), RequirementsStep()]
@@ -28,7 +29,7 @@ def install(code: Code, config: Config) -> ServiceEnv:
     step runs, every later step runs too: it may depend on what changed.
     """
     ctx = InstallContext(code=code, config=config, service_env=ServiceEnv(config.service_python))
-    stamps = Stamps(state_dir(config.cache_dir), code.root, config.service_python)
+    stamps = Stamps(cache_root(config) / "state", code.root, config.service_python)
     rerun = config.reinstall
     try:
         for step in STEPS:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import runner
 from runner import log
+from runner.cache import cache_root
 from runner.config import Config
 from runner.errors import InstallError
 from runner.install.base import InstallContext, InstallStep, ServiceEnv, check
@@ -136,19 +137,6 @@ def current_subdir() -> str:
     if subdir is None:
         raise InstallError(f"conda environments are not supported on {sys.platform} {machine}")
     return subdir
-
-
-def cache_root(config: Config) -> Path:
-    """The runner's cache dir, else a per-user one (`$XDG_CACHE_HOME` or ~/.cache).
-
-    Conda environments and packages must outlive one run to be reused (an
-    image's `--requirements-only` build step and its `--code-only` start are
-    two runs), so unlike fetched code they always need a lasting home.
-    """
-    if config.cache_dir is not None:
-        return config.cache_dir
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).absolute() / "workspace-runner"
 
 
 def envs_dir(config: Config) -> Path:

@@ -15,14 +15,6 @@ from pathlib import Path
 from runner.install.base import ServiceEnv
 
 
-def state_dir(cache_dir: Path | None) -> Path:
-    """Where the runner keeps its own state (stamps): under the cache dir if set."""
-    if cache_dir is not None:
-        return cache_dir / "state"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "workspace-runner" / "state"
-
-
 def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
