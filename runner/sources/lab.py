@@ -15,11 +15,11 @@ from runner.config import Config
 from runner.errors import ResolveError
 from runner.scratch import Scratch
 from runner.sources.base import CodeSource
+from runner.sources.vcs.url import is_vcs_spec
 
 if TYPE_CHECKING:
     from runner import download
 
-VCS_PREFIXES = ("git+", "hg+", "svn+", "bzr+")
 _VERSION_SUFFIX = re.compile(r"\.v\d+$")
 _MD5 = re.compile(r"[0-9a-f]{32}")
 _MULTIPART_MD5 = re.compile(r"[0-9a-f]{32}-\d+")
@@ -35,7 +35,7 @@ class LabSource(CodeSource):
         return (
             bool(config.lab_endpoint)
             and "://" not in spec
-            and not spec.lower().startswith(VCS_PREFIXES)
+            and not is_vcs_spec(spec)
             and not Path(spec).exists()
         )
 

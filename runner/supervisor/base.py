@@ -13,7 +13,7 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +74,7 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     ready_after: float | None = None
     stop_requested: bool = False
-    fds: dict[int, int] = field(default_factory=dict)  # child pipe -> our fd
+    fds: dict[int, Callable[[bytes], None]] = field(default_factory=dict)  # pipe -> sink
 
     @property
     def ran_for(self) -> float:
@@ -134,7 +134,7 @@ class Supervisor:
         run = Run(child=child, pidfd=os.pidfd_open(child.pid))
         for pipe, ours in ((child.stdout, 1), (child.stderr, 2)):
             assert pipe is not None
-            run.fds[pipe.fileno()] = ours
+            run.fds[pipe.fileno()] = self._passthrough(ours)
             self._poller.register(pipe.fileno(), select.POLLIN)
         self._poller.register(run.pidfd, select.POLLIN)
         log.info(f"service started (pid {child.pid}) on port {self.config.port}")
@@ -216,16 +216,18 @@ class Supervisor:
         """Handle one readable fd: our signal pipe or a service output pipe."""
         if fd == self._wakeup_r:
             self._drain_wakeup(run)
-        elif run is not None and fd in run.fds:
-            ours = run.fds[fd]
+        elif run is not None and fd in run.fds and not pump(fd, run.fds[fd]):
+            self._poller.unregister(fd)  # end of its output
+            del run.fds[fd]
 
-            def sink(data: bytes) -> None:
-                self.tail.feed(data)
-                write_all(ours, data)
+    def _passthrough(self, ours: int) -> Callable[[bytes], None]:
+        """A sink passing the service's output on unchanged to our `ours` fd."""
 
-            if not pump(fd, sink):
-                self._poller.unregister(fd)
-                del run.fds[fd]
+        def sink(data: bytes) -> None:
+            self.tail.feed(data)
+            write_all(ours, data)
+
+        return sink
 
     def request_stop(self, run: Run | None, signum: int) -> None:
         """Forward a stop to the service; a person's second Ctrl+C kills it at once.

@@ -21,6 +21,7 @@ from typing import Any
 from runner import log
 from runner.config import Config
 from runner.errors import InstallError
+from runner.install import STEPS
 from runner.supervisor.base import Exit, Restart, Run, Supervisor, exit_status
 from runner.supervisor.prewarm import Zygote, third_party_imports
 
@@ -28,7 +29,8 @@ QUIET = 0.05  # seconds without events that end a burst of saves
 MAX_BURST = 1.0  # restart at the latest this long after the first change
 IGNORED = (".git", ".hg", ".svn", ".bzr", "__pycache__", "*.pyc", "*.pyo", "*.swp", "*.swx",
            "*~", ".#*", "4913", ".ipynb_checkpoints", ".pytest_cache", ".mypy_cache")
-DEPENDENCY_FILES = ("environment.yml", "conda-lock.yml", "setup.sh", "requirements.txt")
+#: The files of the install steps: a change to one re-runs the install.
+DEPENDENCY_FILES = {name for step in STEPS for name in step.filenames}
 #: watchdog event types that mean content changed (not opened, not read).
 CHANGES = {"created", "modified", "deleted", "moved", "closed"}
 
@@ -195,7 +197,7 @@ class WatchSupervisor(Supervisor):
     def _apply_changes(self) -> None:
         changed, self.changed = sorted(self.changed), set()
         log.info(f"changed: {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
-        if any(PurePosixPath(p).name in DEPENDENCY_FILES and "/" not in p for p in changed):
+        if DEPENDENCY_FILES & set(changed):  # files of the code root itself only
             try:
                 argv, env = self.reinstall()
             except InstallError as exc:
