@@ -10,6 +10,18 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
+#: How the run's scratch folder is named, in the temporary folder.
+PREFIX = "runner-"
+
+
+def in_scratch(path: Path) -> bool:
+    """Whether `path` lies in a run's scratch folder (gone when that run ends)."""
+    try:
+        inside = path.absolute().relative_to(Path(tempfile.gettempdir()).absolute())
+    except ValueError:
+        return False
+    return bool(inside.parts) and inside.parts[0].startswith(PREFIX)
+
 
 class Scratch:
     """Hands out temporary folders under one root and removes the root at the end."""
@@ -20,7 +32,7 @@ class Scratch:
     def mkdtemp(self, prefix: str) -> Path:
         """A new empty folder that is gone when the run ends."""
         if self._root is None:
-            self._root = Path(tempfile.mkdtemp(prefix="runner-"))
+            self._root = Path(tempfile.mkdtemp(prefix=PREFIX))
         return Path(tempfile.mkdtemp(prefix=prefix, dir=self._root))
 
     def cleanup(self) -> None:

@@ -3,7 +3,15 @@
 import sys
 from pathlib import Path
 
-from helpers import build_wheel, free_port, run_runner, serve_once, write_service
+from helpers import (
+    RunnerProcess,
+    build_wheel,
+    free_port,
+    run_runner,
+    serve_once,
+    wait_for,
+    write_service,
+)
 
 
 def test_setup_sh_then_requirements_in_order(tmp_path: Path) -> None:
@@ -140,3 +148,137 @@ def test_a_secret_split_across_two_writes_is_still_redacted(tmp_path: Path) -> N
     runner = run_runner([svc, "--requirements-only"], env={"GIT_TOKEN": secret})
     assert runner.proc.returncode == 0
     assert "token: *** done" in runner.stderr
+
+
+SKIPPED = "unchanged since the last install: skipped"
+
+
+def test_a_change_to_an_included_requirements_file_reinstalls(tmp_path: Path) -> None:
+    """`-r`/`-c` files are part of what the stamp hashes, recursively."""
+    svc = write_service(tmp_path / "svc")
+    first = build_wheel(tmp_path / "wheels", "firstdep")
+    second = build_wheel(tmp_path / "wheels", "seconddep")
+    (svc / "reqs").mkdir()
+    (svc / "requirements.txt").write_text("--no-index\n-r reqs/base.txt\n")
+    (svc / "reqs" / "base.txt").write_text("--constraint=pins.txt\n")
+    (svc / "reqs" / "pins.txt").write_text("")
+    (svc / "reqs" / "more.txt").write_text(f"{first}\n")
+    target = tmp_path / "site"
+    args = [svc, "--requirements-only", "--cache-dir", tmp_path / "cache"]
+    env = {"PIP_TARGET": str(target)}
+    (svc / "reqs" / "base.txt").write_text("--constraint=pins.txt\n-rmore.txt\n")
+    assert run_runner(args, env=env).proc.returncode == 0
+    assert (target / "firstdep.py").is_file()
+    assert f"requirements.txt {SKIPPED}" in run_runner(args, env=env).stderr
+
+    (svc / "reqs" / "more.txt").write_text(f"{first}\n{second}\n")  # two levels down
+    changed = run_runner(args, env=env)
+    assert changed.proc.returncode == 0, changed.stderr
+    assert "installing from requirements.txt" in changed.stderr
+    assert (target / "seconddep.py").is_file()
+
+    (svc / "reqs" / "pins.txt").write_text("# a constraint changed\n")
+    assert "installing from requirements.txt" in run_runner(args, env=env).stderr
+
+
+def test_watch_reinstalls_when_an_included_file_changes(tmp_path: Path) -> None:
+    svc = write_service(tmp_path / "svc", body="import importlib.util as u",
+                        reply_expr="str(u.find_spec('laterdep') is not None)")
+    target = tmp_path / "site"
+    wheel = build_wheel(tmp_path / "wheels", "laterdep")
+    (svc / "requirements.txt").write_text("-r base.txt\n")
+    (svc / "base.txt").write_text("")
+    env = {"PIP_TARGET": str(target), "PYTHONPATH": str(target)}
+    runner = RunnerProcess([svc, "--watch", "--cache-dir", tmp_path / "cache"], env=env)
+    try:
+        first = runner.wait_http()
+        (svc / "base.txt").write_text(f"{wheel}\n")
+        wait_for(lambda: runner.get(timeout=1) == (200, b"True"), 60, "the new dependency")
+    finally:
+        runner.signal()
+        status = runner.finish()
+        runner.kill()
+    assert first == (200, b"False")
+    assert status == 0
+    assert runner.stderr.count("installing from requirements.txt") == 2
+
+
+def test_an_unreadable_requirements_file_on_a_later_run_is_an_error_line(tmp_path: Path) -> None:
+    """The tests run as root, whom no mode bits stop: a link to /proc/self/mem, a regular
+    file whose read fails (EIO), stands in for a file the runner's user may not read."""
+    svc = write_service(tmp_path / "svc")
+    (svc / "requirements.txt").write_text("-r base.txt\n")
+    (svc / "base.txt").write_text("")
+    args = [svc, "--requirements-only", "--cache-dir", tmp_path / "cache"]
+    assert run_runner(args).proc.returncode == 0
+    (svc / "base.txt").unlink()
+    (svc / "base.txt").symlink_to("/proc/self/mem")
+    runner = run_runner(args)
+    assert runner.proc.returncode == 4
+    assert runner.error_line() == (
+        f"error: base.txt cannot be read (Input/output error): make {svc / 'base.txt'} "
+        "readable by the runner's user")
+
+
+def test_a_large_requirements_file_is_hashed_in_chunks(tmp_path: Path) -> None:
+    """A 64 MB file costs the stamp a few MB of memory, not its size."""
+    import tracemalloc
+
+    from runner.install.requirements import RequirementsStep
+    from runner.install.stamps import inputs_hash
+
+    big = tmp_path / "requirements.txt"
+    with big.open("w") as f:
+        for _ in range(64):
+            f.write("# a comment line of a generated requirements file\n" * 20_000)
+    tracemalloc.start()
+    try:
+        inputs_hash(RequirementsStep().inputs(big))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_a_temporary_code_root_leaves_no_stamp(tmp_path: Path, tmp: Path) -> None:
+    """Code fetched into the run's scratch folder (here: git without --cache-dir) is gone
+    after the run: a stamp for its path could never be used again."""
+    import subprocess
+
+    repo = write_service(tmp_path / "repo")
+    (repo / "requirements.txt").write_text("")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q", repo], check=True)
+    subprocess.run([*git, "-C", repo, "add", "."], check=True)
+    subprocess.run([*git, "-C", repo, "commit", "-qm", "c"], check=True)
+    xdg = tmp_path / "xdg"
+    env = {"XDG_CACHE_HOME": str(xdg), "TMPDIR": str(tmp), "RUNNER_CACHE_DIR": ""}
+    runner = run_runner([f"git+{repo.as_uri()}", "--requirements-only"], env=env)
+    assert runner.proc.returncode == 0, runner.stderr
+    assert "installing from requirements.txt" in runner.stderr
+    assert not list(xdg.rglob("stamps/*")), list(xdg.rglob("*"))
+
+
+def test_a_pip_failure_quotes_pips_error_line(tmp_path: Path) -> None:
+    """pip's cause (its `ERROR:` line), not the lines it prints after it."""
+    svc = write_service(tmp_path / "svc")
+    wheel = build_wheel(tmp_path / "wheels", "localdep")
+    (svc / "requirements.txt").write_text(f"localdep @ {wheel.as_uri()} --hash=sha256:{'0' * 64}\n")
+    runner = run_runner([svc, "--requirements-only"])
+    assert runner.proc.returncode == 4
+    assert runner.error_line().startswith(
+        "error: requirements.txt failed: pip install -r requirements.txt exited 1; last output: "
+        "ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE.")
+
+
+def test_a_failed_pip_subprocess_is_quoted_without_pips_boilerplate(tmp_path: Path) -> None:
+    svc = write_service(tmp_path / "svc")
+    (svc / "requirements.txt").write_text("pkg @ git+http://127.0.0.1:9/r.git\n")
+    runner = run_runner([svc, "--requirements-only"], env={"PIP_NO_INDEX": "1"})
+    assert runner.proc.returncode == 4
+    # pip's own output has lines that start with `error:` too; the runner's is the last.
+    line = runner.stderr.splitlines()[-1]
+    assert line.startswith("error: requirements.txt failed: pip install -r requirements.txt "
+                           "exited 1; last output: "), line
+    assert "git clone --filter=blob:none --quiet http://127.0.0.1:9/r.git" in line, line
+    assert "See above for output" not in line and "originates from a subprocess" not in line

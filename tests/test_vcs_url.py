@@ -1,4 +1,10 @@
-"""pip's VCS URL grammar, table-driven: what each part of a URL becomes."""
+"""pip's VCS URL grammar, table-driven: what each part of a URL becomes.
+
+Where the grammar has corner cases, the answer is pip's own, measured with pip
+23.2.1's `Link` and `Git.get_url_rev_and_auth` (and read in pip 25's
+`models/link.py`, which has the same fragment rules); each such case below
+says what pip answers.
+"""
 
 import pytest
 
@@ -37,8 +43,26 @@ GOOD = {
         ("git", "file", "file:///srv/repo", "feature/x", None, None, None),
     "git+file:///srv/my@repo@v1":
         ("git", "file", "file:///srv/my@repo", "v1", None, None, None),
+    # pip takes the fragment's value as written: `%20` is not decoded (a folder "my%20svc").
     "git+https://host/repo.git#egg=pkg&subdirectory=my%20svc":
-        ("git", "https", "https://host/repo.git", None, "my svc", None, None),
+        ("git", "https", "https://host/repo.git", None, "my%20svc", None, None),
+    # pip: the first `subdirectory=` wins (`re.search(r"[#&]subdirectory=([^&]*)")`).
+    "git+https://host/repo.git#subdirectory=a&subdirectory=b":
+        ("git", "https", "https://host/repo.git", None, "a", None, None),
+    # pip: an empty `subdirectory=` is "" and installs the repository root.
+    "git+https://host/repo.git#subdirectory=":
+        ("git", "https", "https://host/repo.git", None, None, None, None),
+    # pip: schemes are case-insensitive (urlsplit lowers them; GIT+HTTPS is git+https).
+    "GIT+HTTPS://host/repo.git@v1":
+        ("git", "https", "https://host/repo.git", "v1", None, None, None),
+    "Hg+File:///srv/hg@tip":
+        ("hg", "file", "file:///srv/hg", "tip", None, None, None),
+    # pip: scp-style with an absolute path (`git+ssh://` put in front, then taken off).
+    "git+git@host:/srv/repos/x.git@v1":
+        ("git", "ssh", "git@host:/srv/repos/x.git", "v1", None, None, None),
+    # A user name alone is kept as the login (and is not a secret, see below).
+    "bzr+ftp://user@host/b":
+        ("bzr", "ftp", "ftp://host/b", None, None, "user", None),
     "git+https://host/repo.git#subdirectory=./svc/":
         ("git", "https", "https://host/repo.git", None, "svc", None, None),
     "git+https://host/repo.git?ref=x@v1":
@@ -79,7 +103,11 @@ BAD = {
     "git+https://host/r.git#subdirectory=../x": "subdirectory '../x' in",
     "git+https://host/r.git#subdirectory=/etc": "subdirectory '/etc' in",
     "git+https://host/r.git#subdirectory=a/../../b": "is not a path inside the repository",
-    "git+https://host/r.git#subdirectory=": "subdirectory '' in",
+    # pip hands `deploy:SEKRET@host:path` to git as it is; a password cannot work over ssh.
+    "git+deploy:pw-Scp-4471@example.com:org/repo.git": "a password in an ssh URL cannot be used",
+    # pip reads `oauth2:abc` as the host and `/pw...` as the path; the `/` must be %2F.
+    "git+https://oauth2:abc/pw-Slash-5512@host/r.git":
+        "@host/r.git has an unencoded /: write each / in it as %2F",
     "git+ssh://git:pw-secret-1@host/r.git": "a password in an ssh URL cannot be used",
 }
 
@@ -114,8 +142,11 @@ def test_is_vcs_spec(spec: str, expected: bool) -> None:
 
 @pytest.mark.parametrize(("spec", "secret"), [
     ("git+https://user:pw-Parse-7731@host/r.git", "pw-Parse-7731"),
-    ("git+https://tok-Alone-5521@host/r.git", "tok-Alone-5521"),
     ("git+ssh://git:pw-Ssh-8812@host/r.git", "pw-Ssh-8812"),
+    ("git+deploy:pw-Scp-8813@example.com:org/repo.git", "pw-Scp-8813"),
+    ("git+https://oauth2:abc/pw-Slash-8814@host/r.git", "abc/pw-Slash-8814"),
+    ("git+https://ghp_16C7e42F292c6912E7710c838347Ae178B4a@host/r.git",
+     "ghp_16C7e42F292c6912E7710c838347Ae178B4a"),
 ])
 def test_credentials_are_secrets_once_parsed(spec: str, secret: str) -> None:
     """Even a URL that is then refused has its password registered for redaction."""
@@ -126,3 +157,23 @@ def test_credentials_are_secrets_once_parsed(spec: str, secret: str) -> None:
     assert log.redact(f"git said: {secret} rejected") == "git said: *** rejected"
     if u is not None:
         assert secret not in repr(u) and secret not in u.display
+
+
+@pytest.mark.parametrize("spec", [
+    "git+https://runner@bitbucket.org/org/r.git",
+    "bzr+ftp://deployer@host/b",
+])
+def test_a_user_name_alone_is_not_a_secret(spec: str) -> None:
+    """Only passwords and tokens are hidden: a plain login name stays readable in logs."""
+    user = spec.split("://", 1)[1].split("@", 1)[0]
+    parse(spec)
+    assert log.redact(f"checked out as {user} in /home/{user}") == (
+        f"checked out as {user} in /home/{user}")
+
+
+def test_a_non_pep508_egg_fragment_is_warned_about(capsys: pytest.CaptureFixture[str]) -> None:
+    """pip 23.2-25.1 warn (deprecated: "non-PEP 508 name") and go on; so does the runner."""
+    u = parse("git+https://host/r.git#egg=my pkg&subdirectory=svc")
+    assert u.subdirectory == "svc"
+    assert "warning: #egg=my pkg in git+https://host/r.git#egg=my pkg&subdirectory=svc is " \
+        "not a project name" in capsys.readouterr().err

@@ -39,13 +39,14 @@ def install(code: Code, config: Config) -> ServiceEnv:
             if config.code_only:
                 step.activate(ctx, file)
                 continue
-            if not rerun and _unchanged(step, ctx, file, stamps):
+            inputs = step.inputs(file)
+            if not rerun and _unchanged(step, ctx, file, inputs, stamps):
                 log.info(f"{file.name} unchanged since the last install: skipped")
             else:
                 rerun = True
                 if not _run_step(step, ctx, file):
                     continue  # failed under --keep-going: no stamp, so it runs again
-            stamps.record(file)
+            stamps.record(file, inputs)
     except BaseException:
         stamps.drop()
         raise
@@ -54,14 +55,32 @@ def install(code: Code, config: Config) -> ServiceEnv:
     return ctx.service_env
 
 
-def _unchanged(step: InstallStep, ctx: InstallContext, file: Path, stamps: Stamps) -> bool:
+def dependency_files(root: Path) -> set[str]:
+    """The files under `root` (relative paths) that the install steps read: --watch
+    re-installs when one of them changes (an included requirements file too)."""
+    found = set()
+    for step in STEPS:
+        file = step.find(root)
+        if file is None:
+            continue
+        try:
+            inputs = step.inputs(file)
+        except InstallError:  # unreadable: the install that follows says so
+            inputs = [file]
+        found |= {str(p.relative_to(root)) for p in inputs if p.is_relative_to(root)}
+    return found
+
+
+def _unchanged(
+    step: InstallStep, ctx: InstallContext, file: Path, inputs: list[Path], stamps: Stamps
+) -> bool:
     """Whether the step's file and what it installed are as the last install left them.
 
     The step is activated first (the conda step then points at its environment),
     since the environment to compare is the one the step leaves, not the one
     before it. A step that cannot activate (its environment is gone) is changed.
     """
-    if not stamps.file_unchanged(file):
+    if not stamps.file_unchanged(file, inputs):
         return False
     before = ctx.service_env
     try:

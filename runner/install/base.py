@@ -6,6 +6,7 @@ A step may change the `ServiceEnv` for the steps after it and the service
 """
 
 import os
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,10 +61,19 @@ class InstallStep(ABC):
 
     def trigger(self, code: Code) -> Path | None:
         """The file in the code root that asks for this step, if any."""
+        return self.find(code.root)
+
+    def find(self, root: Path) -> Path | None:
+        """The file in `root` that asks for this step, if any."""
         for name in self.filenames:
-            if (code.root / name).is_file():
-                return code.root / name
+            if (root / name).is_file():
+                return root / name
         return None
+
+    def inputs(self, file: Path) -> list[Path]:
+        """Every file whose content decides what the step installs: `file`, and what it
+        includes (requirements.txt's `-r`/`-c` files). Stamps hash them; --watch watches them."""
+        return [file]
 
     @abstractmethod
     def run(self, ctx: InstallContext, file: Path) -> None:
@@ -78,18 +88,58 @@ class InstallStep(ABC):
         return None
 
 
-def check(finished: Finished, file: Path, what: str) -> None:
-    """Turn a failed tool run into the contract's exit-4 error line."""
+#: The lines pip ends a failure with that say nothing about its cause.
+PIP_BOILERPLATE = re.compile(
+    r"^(\s*(╰─>\s*)?See above for (the )?output\.?|\s*│?\s*exit code: \d+|"
+    r"\s*note: This error originates from a subprocess.*|\s*hint: See above.*|"
+    r"error: [a-z]+(-[a-z]+)+|\s*note: .*)$")
+
+
+def check(finished: Finished, file: Path, what: str, last: str | None = None) -> None:
+    """Turn a failed tool run into the contract's exit-4 error line.
+
+    `last` is what to quote as the cause; by default the tool's last lines.
+    """
     if finished.ok:
         return
     status = "timed out" if finished.returncode is None else f"exited {finished.returncode}"
     raise InstallError(
-        f"{file.name} failed: {what} {status}; last output: {finished.tail.quote()} "
+        f"{file.name} failed: {what} {status}; last output: {last or finished.tail.quote()} "
         f"(fix {file.name}, or pass --keep-going to start the service anyway)"
     )
 
 
-def run_checked(ctx: InstallContext, file: Path, what: str, argv: list[str | Path]) -> None:
+def check_pip(finished: Finished, file: Path, what: str) -> None:
+    """`check` for a pip run: quote pip's cause, not its closing boilerplate."""
+    check(finished, file, what, pip_cause(finished.tail.lines()))
+
+
+def pip_cause(lines: list[str]) -> str | None:
+    """pip's `ERROR:` line (the last one), else its last lines that are not boilerplate.
+
+    pip ends a failed subprocess (a git clone, a build) with `error: <name>`,
+    `(x) ... did not run successfully`, `exit code: N`, `╰─> See above for
+    output` and a note: the cause is the subprocess's own line before them.
+    """
+    errors = [line.strip() for line in lines if line.startswith("ERROR:")]
+    if errors:
+        return errors[-1]
+    kept = [line.strip(" \u2502\u00d7") for line in lines if not PIP_BOILERPLATE.match(line)]
+    kept = list(dict.fromkeys(line for line in kept if line))  # pip repeats its "did not run" line
+    return " | ".join(kept[-2:]) or None
+
+
+def unreadable(path: Path, exc: OSError) -> InstallError:
+    """An install file the runner cannot read (exit 4, not a traceback)."""
+    return InstallError(f"{path.name} cannot be read ({exc.strerror or exc}): make {path} "
+                        "readable by the runner's user")
+
+
+def run_tool_in(ctx: InstallContext, argv: list[str | Path]) -> Finished:
     """Run one tool of a step in the code root with the service environment."""
-    finished = run_tool(argv, cwd=ctx.code.root, env=ctx.service_env.environ())
-    check(finished, file, what)
+    return run_tool(argv, cwd=ctx.code.root, env=ctx.service_env.environ())
+
+
+def run_checked(ctx: InstallContext, file: Path, what: str, argv: list[str | Path]) -> None:
+    """Run one tool of a step and fail the step (exit 4) when it fails."""
+    check(run_tool_in(ctx, argv), file, what)

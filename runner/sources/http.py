@@ -8,6 +8,7 @@ from runner import log
 from runner.config import Config
 from runner.scratch import Scratch
 from runner.sources.base import CodeSource
+from runner.sources.vcs.url import check_userinfo, register_credentials
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -24,6 +25,8 @@ class HttpSource(CodeSource):
 
     def __init__(self, spec: str, config: Config) -> None:
         super().__init__(spec, config)
+        check_userinfo(spec, spec)
+        register_credentials(spec)  # a server may echo the password (in a 401 body)
         self.what = log.redact(spec)
 
     def fetch(self, scratch: Scratch) -> Path:

@@ -21,7 +21,7 @@ from typing import Any
 from runner import log
 from runner.config import Config
 from runner.errors import InstallError
-from runner.install import STEPS
+from runner.install import STEPS, dependency_files
 from runner.supervisor.base import Exit, Restart, Run, Supervisor, exit_status
 from runner.supervisor.prewarm import Zygote, third_party_imports
 
@@ -197,7 +197,7 @@ class WatchSupervisor(Supervisor):
     def _apply_changes(self) -> None:
         changed, self.changed = sorted(self.changed), set()
         log.info(f"changed: {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
-        if DEPENDENCY_FILES & set(changed):  # files of the code root itself only
+        if (DEPENDENCY_FILES | dependency_files(self.cwd)) & set(changed):
             try:
                 argv, env = self.reinstall()
             except InstallError as exc:

@@ -5,7 +5,14 @@ pip itself: the revision is what follows the last `@` in the URL *path*, so
 `https://user:token@host/repo.git` holds credentials and `.../repo.git@v1.2` a
 revision; `git+git@host:org/repo.git@main` is scp-style ssh. Credentials are
 taken out of the URL (and registered as secrets at once) so that the URL a
-client sees, or a log prints, never carries them.
+client sees, or a log prints, never carries them. Only passwords and tokens
+are secrets: a login name alone (`https://deploy@host/...`) is not hidden,
+unless it looks like a token (`https://ghp_...@github.com/...`).
+
+Where the grammar has corner cases the answer is pip's: schemes are
+case-insensitive; the first `#subdirectory=` wins, taken as written (no
+percent-decoding) and an empty one means the repository root; an `#egg=`
+that is not a project name is warned about (pip 23.2-25.1 deprecate it).
 """
 
 import re
@@ -27,7 +34,18 @@ SCHEMES: dict[str, tuple[str, ...]] = {
 LOGIN_SCHEMES = frozenset({"ssh", "sftp"})
 #: Clients that spell ssh as their own scheme (`svn+ssh://`), as pip hands it to them.
 CLIENT_SSH_SCHEME = frozenset({"svn", "bzr"})
-_SCP = re.compile(r"^(?P<user>[^/:@]+)@(?P<host>[^/:]+):(?P<path>[^/].*)$")
+_SCP = re.compile(r"^(?P<user>[^/:@]+)(?P<colon>:(?P<password>[^/@]*))?@(?P<host>[^/:@]+):"
+                  r"(?P<path>.+)$")
+#: pip's `[#&]subdirectory=([^&]*)` and `[#&]egg=([^&]*)`, searched: the first one wins.
+_SUBDIRECTORY = re.compile(r"[#&]subdirectory=([^&]*)")
+_EGG = re.compile(r"[#&]egg=([^&]*)")
+#: PEP 508 project names, as pip checks `#egg=` (extras written after it are not part of it).
+_PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+#: How the common hosts' tokens start: written alone before `@`, such a user is a secret.
+TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-",
+                  "x-token-auth", "x-access-token")
+#: A user name this long, with letters and digits, is taken for a token.
+TOKEN_LENGTH = 20
 
 
 @dataclass(frozen=True)
@@ -55,17 +73,18 @@ class VcsUrl:
 def is_vcs_spec(spec: str) -> bool:
     """Whether `spec` is written as a VCS URL at all (cheap, for `detect`)."""
     prefix, plus, rest = spec.partition("+")
-    return bool(plus) and prefix in SCHEMES and bool(rest)
+    return bool(plus) and prefix.lower() in SCHEMES and bool(rest)
 
 
 def parse(spec: str) -> VcsUrl:
     """Split a pip VCS URL into its parts; ResolveError (exit 3) when it is malformed."""
-    vcs, _, rest = spec.partition("+")
+    prefix, _, rest = spec.partition("+")
+    vcs = prefix.lower()
     if vcs not in SCHEMES:
         raise ResolveError(f"{log.redact(spec)} is not a VCS URL: start it with "
                            "git+, hg+, svn+ or bzr+")
-    rest, _, fragment = rest.partition("#")
-    subdirectory = _subdirectory(fragment, spec)
+    rest, hash_mark, fragment = rest.partition("#")
+    subdirectory = _subdirectory(hash_mark + fragment, spec)
     scp = _SCP.match(rest) if vcs == "git" and "://" not in rest else None
     if scp:
         return _parse_scp(scp, subdirectory, spec)
@@ -75,9 +94,10 @@ def parse(spec: str) -> VcsUrl:
         allowed = ", ".join(f"{vcs}+{s}://" for s in SCHEMES[vcs])
         raise ResolveError(f"unsupported scheme {vcs}+{scheme or '(none)'}:// in "
                            f"{log.redact(spec)}: use one of {allowed}")
+    check_userinfo(rest, spec)
     netloc, username, password = _split_userinfo(parts.netloc, scheme)
     path, rev = _split_rev(parts.path, spec)
-    url = urllib.parse.urlunsplit((parts.scheme, netloc, path, parts.query, ""))
+    url = urllib.parse.urlunsplit((scheme, netloc, path, parts.query, ""))
     if scheme == "ssh" and vcs in CLIENT_SSH_SCHEME:
         url = f"{vcs}+{url}"
     return VcsUrl(vcs, scheme, url, rev, subdirectory, username, password)
@@ -85,8 +105,76 @@ def parse(spec: str) -> VcsUrl:
 
 def _parse_scp(match: re.Match[str], subdirectory: str | None, spec: str) -> VcsUrl:
     """`git@host:org/repo.git@main`: ssh whose `user@` is the login, kept in the URL."""
+    if match["colon"]:
+        _refuse_ssh_password(match["password"], "ssh")
     path, rev = _split_rev(match["path"], spec)
     return VcsUrl("git", "ssh", f"{match['user']}@{match['host']}:{path}", rev, subdirectory)
+
+
+def check_userinfo(url: str, spec: str) -> None:
+    """Refuse `scheme://user:pa/ss@host/...`: a password with an unencoded `/`.
+
+    URL parsers (pip's too) end the host at the first `/`, so such a URL would
+    put `user:pa` in the host and the rest of the password in the path, where
+    it reaches a client's argument list and every message. It shows as a
+    "port" that is not a number followed by an `@` later on; the text between
+    the `:` and that `@` is registered as a secret before the error names it.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if "@" in parts.netloc or ":" not in parts.netloc or "@" not in parts.path:
+        return
+    port = parts.netloc.rsplit(":", 1)[1]
+    if port.isdigit() or not port:
+        return
+    password = port + parts.path.split("@", 1)[0]
+    log.add_secret(password)
+    log.add_secret(urllib.parse.unquote(password))
+    raise ResolveError(
+        f"the password in {log.redact(spec)} has an unencoded /: write each / in it as %2F "
+        "(or pass a git token in GIT_TOKEN instead of the URL)"
+    )
+
+
+def register_credentials(url: str) -> None:
+    """Register the password (or a lone token) of a URL as a secret; change nothing.
+
+    For URLs the runner does not parse itself (an http download, a line of a
+    requirements file that pip fetches), so that what their tools print is
+    redacted too. A password with an unencoded `/` is registered whole.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rsplit("@", 1)[0]
+        user, colon, password = userinfo.partition(":")
+        _register(urllib.parse.unquote(user), urllib.parse.unquote(password) if colon else None)
+    elif ":" in parts.netloc and "@" in parts.path:
+        port = parts.netloc.rsplit(":", 1)[1]
+        if port and not port.isdigit():
+            log.add_secret(port + parts.path.split("@", 1)[0])
+
+
+def _register(user: str, password: str | None) -> None:
+    """A password is a secret; a user name alone only when it looks like a token."""
+    if password is not None:
+        log.add_secret(password)
+        log.add_secret(urllib.parse.quote(password, safe=""))
+    elif looks_like_token(user):
+        log.add_secret(user)
+
+
+def looks_like_token(user: str) -> bool:
+    """Whether a user name written alone before `@` is really a token (`https://TOKEN@host`)."""
+    if user.lower().startswith(TOKEN_PREFIXES):
+        return True
+    return (len(user) >= TOKEN_LENGTH and any(c.isdigit() for c in user)
+            and any(c.isalpha() for c in user))
+
+
+def _refuse_ssh_password(password: str, scheme: str) -> None:
+    log.add_secret(password)
+    log.add_secret(urllib.parse.unquote(password))
+    raise ResolveError(f"a password in an {scheme} URL cannot be used: "
+                       "remove it and use an ssh key (ssh-agent) instead")
 
 
 def _split_rev(path: str, spec: str) -> tuple[str, str | None]:
@@ -103,8 +191,8 @@ def _split_rev(path: str, spec: str) -> tuple[str, str | None]:
 def _split_userinfo(netloc: str, scheme: str) -> tuple[str, str | None, str | None]:
     """Take `user:pass@` out of the host part; a login name on ssh stays.
 
-    The password (or a lone user name, which is usually a token) is registered
-    as a secret before anything can print it.
+    The password (or a lone user name that looks like a token) is registered
+    as a secret before anything can print it; a plain login name is not.
     """
     if "@" not in netloc:
         return netloc, None, None
@@ -113,30 +201,29 @@ def _split_userinfo(netloc: str, scheme: str) -> tuple[str, str | None, str | No
     user, password = urllib.parse.unquote(user), urllib.parse.unquote(password)
     if scheme in LOGIN_SCHEMES:
         if colon:
-            log.add_secret(password)
-            raise ResolveError(f"a password in an {scheme} URL cannot be used: "
-                               "remove it and use an ssh key (ssh-agent) instead")
+            _refuse_ssh_password(password, scheme)
         return netloc, None, None
-    # A lone user name on https is how tokens are often written (https://TOKEN@host).
-    log.add_secret(password if colon else user)
+    _register(user, password if colon else None)
     return host, user or None, password if colon else None
 
 
 def _subdirectory(fragment: str, spec: str) -> str | None:
-    """`#subdirectory=dir` among `&`-joined fragment parts (`egg=` and others ignored).
+    """`#subdirectory=dir` as pip reads it: the first one, as written; empty is the root.
 
-    A value that could leave the checkout (absolute, `..`) is refused here,
-    before anything is fetched.
+    An `#egg=` that pip would deprecate is warned about (the runner does not
+    use it). A value that could leave the checkout (absolute, `..`) is
+    refused here, before anything is fetched.
     """
-    found = None
-    for part in fragment.split("&") if fragment else ():
-        key, _, value = part.partition("=")
-        if key == "subdirectory":
-            found = urllib.parse.unquote(value)
-    if found is None:
+    egg = _EGG.search(fragment)
+    if egg and not _PROJECT_NAME.match(egg[1]):
+        log.warn(f"#egg={egg[1]} in {log.redact(spec)} is not a project name (pip deprecates "
+                 "such fragments): remove it; the runner does not need it")
+    match = _SUBDIRECTORY.search(fragment)
+    found = match[1] if match else ""
+    if not found:
         return None
     relative = PurePosixPath(found)
-    if not found or relative.is_absolute() or ".." in relative.parts:
+    if relative.is_absolute() or ".." in relative.parts:
         raise ResolveError(
             f"subdirectory {found!r} in {log.redact(spec)} is not a path inside the "
             "repository: give a relative path such as #subdirectory=services/api"

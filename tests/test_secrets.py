@@ -1,0 +1,94 @@
+"""Secrets in URLs never reach the runner's output: the real runner, real servers on 127.0.0.1.
+
+`RunnerProcess.finish()` fails a test when any of the test secrets appears in
+the runner's stdout or stderr, so each test here only provokes the case.
+"""
+
+import base64
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import TEST_SECRETS, run_runner, write_service
+
+SECRET = TEST_SECRETS[0]
+
+
+@pytest.mark.parametrize(("spec", "error"), [
+    (f"git+deploy:{SECRET}@example.com:org/repo.git",
+     "error: a password in an ssh URL cannot be used: remove it and use an ssh key "
+     "(ssh-agent) instead"),
+    (f"git+https://oauth2:abc/{SECRET}@127.0.0.1:9/org/repo.git",
+     "error: the password in git+https://***@127.0.0.1:9/org/repo.git has an "
+     "unencoded /: write each / in it as %2F (or pass a git token in GIT_TOKEN instead of "
+     "the URL)"),
+    (f"http://user:abc/{SECRET}@127.0.0.1:9/svc.py",
+     "error: the password in http://***@127.0.0.1:9/svc.py has an unencoded /: write "
+     "each / in it as %2F (or pass a git token in GIT_TOKEN instead of the URL)"),
+])
+def test_malformed_credentials_are_refused_unprinted(spec: str, error: str) -> None:
+    """Refused before any client runs, so the password is in no argument list either."""
+    runner = run_runner([spec])
+    assert runner.proc.returncode == 3
+    # How much of the userinfo the log's URL pattern hides is log.py's choice.
+    assert runner.error_line().replace("user:***@", "***@").replace("oauth2:***@", "***@") == error
+
+
+class EchoingServer:
+    """Answers every request 401 with a body that repeats the password it was sent."""
+
+    def __init__(self) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                auth = self.headers.get("Authorization", "Basic ")
+                said = base64.b64decode(auth.split(" ", 1)[1]).decode()
+                body = f"wrong password {said.partition(':')[2]}".encode()
+                self.send_response(401)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_HEAD = do_GET
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.port = self.server.server_address[1]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def echoing_server() -> Iterator[EchoingServer]:
+    server = EchoingServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_an_http_password_echoed_by_the_server_is_redacted(echoing_server: EchoingServer) -> None:
+    runner = run_runner([f"http://bob:{SECRET}@127.0.0.1:{echoing_server.port}/svc.py"])
+    assert runner.proc.returncode == 3
+    assert "wrong password ***" in runner.error_line()
+
+
+@pytest.mark.parametrize("token", [SECRET, f"abc/{SECRET}"])
+def test_pip_printing_a_requirement_url_token_is_redacted(tmp_path: Path, token: str) -> None:
+    """pip prints the requirement line as written ("Collecting pkg@ git+http://..."); the
+    runner registers the URL's password before pip runs, so every copy is hidden."""
+    svc = write_service(tmp_path / "svc")
+    (svc / "base.txt").write_text(f"pkg @ git+http://x-access-token:{token}@127.0.0.1:9/r.git\n")
+    (svc / "requirements.txt").write_text("-r base.txt\n")
+    runner = run_runner([svc, "--requirements-only"], env={"PIP_NO_INDEX": "1"})
+    assert runner.proc.returncode == 4
+    assert "Collecting pkg@ git+http://" in runner.stderr  # pip did print the URL
