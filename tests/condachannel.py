@@ -9,9 +9,15 @@ their own channel instead, indexed by rattler like any channel on disk:
 - `python` (this platform) is a stand-in for a real Python build: it links
   the machine's interpreter into the prefix the way a venv does (`pyvenv.cfg`
   with `home =`, `bin/python3.X` a symlink to the interpreter), so the prefix
-  gets a working Python without copying one. It sets
-  `include-system-site-packages = true` so that the machine's pip works in
-  the environment (a real conda Python brings its own pip package).
+  gets a working Python without copying one. Like a real conda Python it sees
+  no other site-packages (`include-system-site-packages = false`): the
+  machine's pip is not there, pip must come from the channel or ensurepip;
+- `pip` (noarch: python) is pip itself, made from the wheel that the
+  standard library's `ensurepip` bundles (conda-forge's pip package holds the
+  same files). `build_channel(..., with_pip=False)` leaves it out, as a
+  channel without pip;
+- `no_ensurepip_python()` is a stand-in for a Python built without ensurepip
+  (as Debian's is): its `sitecustomize` blocks the module.
 
 Indexing runs rattler in a child process that leaves with `os._exit`: a
 process that ran rattler's coroutines may crash while it shuts down (see
@@ -62,24 +68,50 @@ def system_interpreter() -> Path:
     return (Path(sys.base_prefix) / "bin" / f"python{PY_SHORT}").resolve()
 
 
-def standard_packages(subdir: str) -> list[Package]:
-    """The channel's packages (see the module docstring)."""
+def python_package(subdir: str, files: dict[str, bytes] | None = None) -> Package:
+    """The stand-in `python` (see the module docstring), with `files` added."""
     interpreter = system_interpreter()
     pyvenv = (
         f"home = {interpreter.parent}\n"
-        "include-system-site-packages = true\n"
+        "include-system-site-packages = false\n"
         f"version = {PY_VERSION}\n"
     )
+    return Package(
+        "python", PY_VERSION, subdir=subdir, build="0_runner_test",
+        files={"pyvenv.cfg": pyvenv.encode(), **(files or {})},
+        links={
+            f"bin/python{PY_SHORT}": str(interpreter),
+            "bin/python3": f"python{PY_SHORT}",
+            "bin/python": f"python{PY_SHORT}",
+        },
+    )
+
+
+def no_ensurepip_python(subdir: str) -> Package:
+    """A `python` whose `python -m ensurepip` fails, as on a Python built without it."""
+    block = b"import sys\nsys.modules['ensurepip'] = None\n"
+    return python_package(subdir, {f"lib/python{PY_SHORT}/site-packages/sitecustomize.py": block})
+
+
+def pip_package() -> Package:
+    """conda's `pip` package, made from the pip wheel that ensurepip bundles."""
+    import ensurepip
+    import zipfile
+
+    bundled = Path(ensurepip.__file__).parent / "_bundled"
+    [wheel] = bundled.glob("pip-*.whl")
+    version = wheel.name.split("-")[1]
+    with zipfile.ZipFile(wheel) as zf:
+        files = {f"site-packages/{name}": zf.read(name) for name in zf.namelist()
+                 if not name.endswith("/")}
+    return Package("pip", version, noarch="python", depends=["python"], files=files)
+
+
+def standard_packages(subdir: str, with_pip: bool = True) -> list[Package]:
+    """The channel's packages (see the module docstring)."""
     return [
-        Package(
-            "python", PY_VERSION, subdir=subdir, build="0_runner_test",
-            files={"pyvenv.cfg": pyvenv.encode()},
-            links={
-                f"bin/python{PY_SHORT}": str(interpreter),
-                "bin/python3": f"python{PY_SHORT}",
-                "bin/python": f"python{PY_SHORT}",
-            },
-        ),
+        python_package(subdir),
+        *([pip_package()] if with_pip else []),
         Package(
             "hello-tool", "1.0", noarch="generic",
             files={"bin/hello-tool": b"#!/bin/sh\necho hello from conda\n"},
@@ -118,7 +150,7 @@ def build_package(pkg: Package, folder: Path) -> Path:
     }
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / pkg.filename
-    with tarfile.open(target, "w:bz2") as tar:
+    with tarfile.open(target, "w:bz2", compresslevel=1) as tar:
         for name, data in {**pkg.files, **info}.items():
             member = tarfile.TarInfo(name)
             member.size = len(data)
@@ -144,10 +176,10 @@ def _index_here(channel: Path) -> None:
     asyncio.run(index_fs(channel, write_zst=False, write_shards=False, force=True))
 
 
-def build_channel(channel: Path, extra: list[Package] = ()) -> Path:
+def build_channel(channel: Path, extra: list[Package] = (), with_pip: bool = True) -> Path:
     """A complete channel in `channel` with the standard packages (and `extra`)."""
     subdir = current_subdir()  # the runner's own answer, without importing rattler
-    for pkg in [*standard_packages(subdir), *extra]:
+    for pkg in [*standard_packages(subdir, with_pip), *extra]:
         build_package(pkg, channel / pkg.subdir)
     index_channel(channel)
     return channel

@@ -106,8 +106,9 @@ def test_environment_yml_service_runs_on_its_environment(
                                "reqpkg from requirements", str(prefix)]
     assert (svc / "setup-out.txt").read_text().splitlines() == [
         str(prefix / "bin" / "python"), str(prefix), "hello from conda"]
-    assert "conda: solved 3 specs to 3 packages" in first.stderr
-    assert "conda: linked 3 packages" in first.stderr
+    # pip is added to the specs, as conda does, for the pip: list and requirements.txt
+    assert "conda: solved 4 specs to 4 packages" in first.stderr
+    assert "conda: linked 4 packages" in first.stderr
     assert not list(Path(cache["TMPDIR"]).iterdir()), "temporary folders left behind"
 
     again = run_runner([svc, "--requirements-only"], env=cache)
@@ -130,7 +131,8 @@ def test_conda_lock_is_preferred_and_installed_exactly(
     pip_entry = {"name": "lockedpip", "version": "1.0", "manager": "pip", "platform": SUBDIR,
                  "dependencies": {}, "url": wheel.as_uri(), "hash": {"sha256": sha256_of(wheel)},
                  "category": "main", "optional": False}
-    packages = lock_entries(conda_channel, ["python", "condamod", "hello-tool"])
+    # conda-lock locks pip itself with the packages that pip installs
+    packages = lock_entries(conda_channel, ["python", "pip", "condamod", "hello-tool"])
     write_lock(svc, [*packages, pip_entry], [SUBDIR])
     (svc / "environment.yml").write_text("dependencies: [: broken")  # the lock wins
 
@@ -139,7 +141,7 @@ def test_conda_lock_is_preferred_and_installed_exactly(
     [prefix] = env_prefixes(cache)
     assert body.split("|") == ["condamod 1.0 from conda", "lockedpip", str(prefix)]
     assert "solved" not in runner.stderr  # a lock is installed as it is, never solved
-    assert "conda: linked 3 packages" in runner.stderr
+    assert "conda: linked 4 packages" in runner.stderr
     assert (svc / "setup-out.txt").read_text().splitlines()[0] == str(prefix / "bin" / "python")
 
 
@@ -366,3 +368,127 @@ def test_reinstall_takes_newer_packages_into_the_same_prefix(
     assert "conda: linked 1 package, removed 1 into" in again.stderr
     assert module.read_text() == 'MESSAGE = "condamod 2.0"\n'
     assert env_prefixes(cache) == [prefix]
+
+
+def test_a_channel_without_pip_gets_pip_from_ensurepip(
+    tmp_path: Path, cache: dict[str, str]
+) -> None:
+    channel = condachannel.build_channel(tmp_path / "channel", with_pip=False)
+    svc = write_service(tmp_path / "svc", body="import reqpkg", reply_expr="reqpkg.VALUE")
+    build_wheel(svc / "wheels", "reqpkg", "0.2", 'VALUE = "reqpkg in conda"\n')
+    (svc / "requirements.txt").write_text("--no-index\n--find-links wheels\nreqpkg\n")
+    write_env(svc, [str(channel)], ["python"])
+    body, runner = serve_once([svc], env=cache, timeout=90)
+    assert body == "reqpkg in conda"
+    assert "conda: solved 1 spec to 1 package" in runner.stderr
+    assert "conda: the channels have no pip: installing it with ensurepip" in runner.stderr
+
+
+def test_no_pip_and_no_ensurepip_says_to_add_pip(tmp_path: Path, cache: dict[str, str]) -> None:
+    subdir = current_subdir()
+    channel = condachannel.build_channel(
+        tmp_path / "channel", [condachannel.no_ensurepip_python(subdir)], with_pip=False)
+    svc = write_service(tmp_path / "svc")
+    write_env(svc, [str(channel)], ["python", {"pip": ["six"]}])
+    runner = run_runner([svc, "--requirements-only"], env=cache)
+    assert runner.proc.returncode == 4
+    line = runner.error_line()
+    assert line.startswith("error: environment.yml: the conda environment has no pip and "
+                           "`python -m ensurepip` failed ("), line
+    assert line.endswith("): add pip to the dependencies of environment.yml")
+
+
+def test_pip_list_includes_are_relative_to_the_environment_file(
+    tmp_path: Path, conda_channel: Path, cache: dict[str, str]
+) -> None:
+    """conda writes the pip: list beside environment.yml, so `-r`/`-c` paths are relative to it."""
+    svc = write_service(tmp_path / "svc", body="import localpkg", reply_expr="localpkg.VALUE")
+    build_wheel(svc / "wheels", "localpkg", "0.1", 'VALUE = "via -r"\n')
+    (svc / "pip-reqs.txt").write_text("--no-index\n--find-links wheels\nlocalpkg\n")
+    (svc / "pins.txt").write_text("localpkg ==0.1\n")
+    write_env(svc, [str(conda_channel)], ["python", {"pip": ["-r pip-reqs.txt", "-c pins.txt"]}])
+    body, _ = serve_once([svc], env=cache, timeout=90)
+    assert body == "via -r"
+
+
+def md5_only(entries: list[dict]) -> list[dict]:
+    """As conda-lock's own test lock writes most entries: an md5 and no sha256."""
+    for entry in entries:
+        entry["hash"] = {"md5": entry["hash"]["md5"]}
+    return entries
+
+
+def test_lock_entries_with_only_an_md5_are_checked_by_md5(
+    tmp_path: Path, conda_channel: Path, cache: dict[str, str]
+) -> None:
+    svc = write_service(tmp_path / "svc")
+    write_lock(svc, md5_only(lock_entries(conda_channel, ["python", "hello-tool"])), [SUBDIR])
+    ok = run_runner([svc, "--requirements-only"], env=cache)
+    assert ok.proc.returncode == 0, ok.stderr
+    assert "conda: linked 2 packages" in ok.stderr
+
+    bad = tmp_path / "bad"
+    write_service(bad)
+    packages = md5_only(lock_entries(conda_channel, ["python", "hello-tool"]))
+    tool = next(p for p in packages if p["name"] == "hello-tool")
+    tool["hash"]["md5"] = "0" * 32
+    write_lock(bad, packages, [SUBDIR])
+    refused = run_runner([bad, "--requirements-only"], env=cache)
+    assert refused.proc.returncode == 4
+    assert refused.error_line().startswith(
+        f"error: conda-lock.yml: package hello-tool at {tool['url']} does not match the lock: "
+        "md5 "), refused.error_line()
+
+
+def test_lock_entry_with_no_hash_is_refused(
+    tmp_path: Path, conda_channel: Path, cache: dict[str, str]
+) -> None:
+    svc = write_service(tmp_path / "svc")
+    packages = lock_entries(conda_channel, ["python", "hello-tool"])
+    next(p for p in packages if p["name"] == "hello-tool")["hash"] = {}
+    write_lock(svc, packages, [SUBDIR])
+    runner = run_runner([svc, "--requirements-only"], env=cache)
+    assert runner.proc.returncode == 4
+    assert runner.error_line() == (
+        "error: conda-lock.yml: package hello-tool lacks a name, url or hash (sha256 or md5) "
+        "(re-create the lock with conda-lock)")
+
+
+def test_channel_variables_are_expanded_and_their_values_hidden(
+    tmp_path: Path, conda_channel: Path, cache: dict[str, str]
+) -> None:
+    svc = write_service(tmp_path / "svc")
+    write_env(svc, ["${TEST_CHANNEL}"], ["python", "hello-tool"])
+    ok = run_runner([svc, "--requirements-only"], env={**cache, "TEST_CHANNEL": str(conda_channel)})
+    assert ok.proc.returncode == 0, ok.stderr
+
+    port = closed_port()
+    write_env(svc, [f"http://127.0.0.1:{port}/t/${{CONDA_TOKEN}}/chan"], ["python"])
+    runner = run_runner([svc, "--requirements-only"], env={**cache, "CONDA_TOKEN": TEST_SECRETS[1]})
+    assert runner.proc.returncode == 4  # finish() checked that the token is not printed
+    assert runner.error_line().startswith(
+        f"error: environment.yml: cannot read channel http://127.0.0.1:{port}/t/***/chan: ")
+
+
+def test_an_unset_channel_variable_is_named(tmp_path: Path, cache: dict[str, str]) -> None:
+    svc = write_service(tmp_path / "svc")
+    write_env(svc, ["https://conda.example.com/t/${NO_SUCH_TOKEN_X}/chan"], ["python"])
+    runner = run_runner([svc, "--requirements-only"], env=cache)
+    assert runner.proc.returncode == 4
+    assert runner.error_line() == (
+        "error: environment.yml: channel https://conda.example.com/t/${NO_SUCH_TOKEN_X}/chan "
+        "uses ${NO_SUCH_TOKEN_X}, which is not set: set it in the runner's environment "
+        "(fix environment.yml)")
+
+
+def test_pip_style_extras_in_conda_dependencies_are_dropped(
+    tmp_path: Path, conda_channel: Path, cache: dict[str, str]
+) -> None:
+    """matplotlib's environment.yml has `nbconvert[execute]!=6.0.0`: conda drops the extras."""
+    svc = write_service(tmp_path / "svc")
+    write_env(svc, [str(conda_channel)], ["python", "hello-tool[extra1,extra2]!=0.9"])
+    runner = run_runner([svc, "--requirements-only"], env=cache)
+    assert runner.proc.returncode == 0, runner.stderr
+    assert ("conda: hello-tool[extra1,extra2]!=0.9 is read as hello-tool!=0.9 (conda packages "
+            "have no extras)") in runner.stderr
+    assert "conda: linked 2 packages" in runner.stderr

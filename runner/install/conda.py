@@ -9,10 +9,18 @@ updated in place, not rebuilt. `--reinstall` solves again without preferring
 what is installed (so newer builds are taken) and updates the prefix in place.
 
 What goes into the digest: the platform, the channels, the conda specs and
-the `pip:` list (or the lock's packages), and `requirements.txt`, because it
-is installed into the same environment: two services with the same
-environment.yml but different requirements never share (and so never spoil)
-one environment.
+the `pip:` list (or the lock's packages), and `requirements.txt` (with the
+files it includes), because it is installed into the same environment: two
+services with the same environment.yml but different requirements never
+share (and so never spoil) one environment.
+
+pip, as conda provides it: when a pip step follows (a `pip:` list, a lock's
+pip packages, requirements.txt), `pip` joins the specs if the channels have
+it (conda's `add_pip_as_python_dependency`); else the environment's Python
+bootstraps it with `ensurepip`; else the error says to add pip. The `pip:`
+list is installed from a temporary requirements file, as conda does, with
+its `-r`/`-c` paths made absolute against the environment file's folder
+(conda writes that file beside environment.yml).
 """
 
 import fcntl
@@ -23,7 +31,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import runner
@@ -31,9 +39,17 @@ from runner import log
 from runner.cache import cache_root
 from runner.config import Config
 from runner.errors import InstallError
-from runner.install.base import InstallContext, InstallStep, ServiceEnv, check
+from runner.install.base import InstallContext, InstallStep, ServiceEnv, check, check_pip
 from runner.install.conda_lock import LockSpec, read_lock_file, verify_local_packages
 from runner.install.conda_spec import read_env_file
+from runner.install.conda_worker import CondaJob
+from runner.install.requirements import (
+    INCLUDE,
+    register_text_secrets,
+    register_url_secrets,
+    requirement_files,
+)
+from runner.install.stamps import inputs_hash
 from runner.proc import run_tool
 
 #: Marks a prefix whose steps are done; written last, so a stopped run leaves none.
@@ -53,10 +69,12 @@ class CondaEnv:
     file: Path
     prefix: Path
     key: str
-    job: dict[str, object]
+    job: CondaJob
     lock: LockSpec | None = None
     pip_requirements: str = ""
     variables: dict[str, str] = field(default_factory=dict)
+    #: A later step runs pip in it (a `pip:` list, a lock's pip packages, requirements.txt).
+    needs_pip: bool = False
 
     @property
     def python(self) -> Path:
@@ -79,6 +97,8 @@ class CondaStep(InstallStep):
                 done = _write_stamp(env, ["conda"])
             _require_python(ctx, env, later_steps=True)
             ctx.service_env = service_env(ctx, env)
+            if env.needs_pip:
+                _ensure_pip(ctx, env)
             if "pip" not in done:
                 _pip_install(ctx, env)
                 _write_stamp(env, [*done, "pip"])
@@ -99,26 +119,46 @@ def plan(ctx: InstallContext, file: Path) -> CondaEnv:
     """Read `file` and decide the prefix; no rattler, no network."""
     config = ctx.config
     subdir = current_subdir()
-    job: dict[str, object] = {
-        "platform": subdir, "network_timeout": config.network_timeout,
-        "prefer_installed": not config.reinstall,
-        "pkgs_dir": str(cache_root(config) / "conda-pkgs"),
-        "repodata_dir": str(cache_root(config) / "conda-repodata"),
-    }
     requirements = ctx.code.root / "requirements.txt"
-    extra = hashlib.sha256(requirements.read_bytes()).hexdigest() if requirements.is_file() else ""
+    has_requirements = requirements.is_file()
+    extra = inputs_hash(requirement_files(requirements)) if has_requirements else ""
+    job = CondaJob(
+        mode="solve", platform=subdir, network_timeout=config.network_timeout,
+        prefer_installed=not config.reinstall, pkgs_dir=cache_root(config) / "conda-pkgs",
+        repodata_dir=cache_root(config) / "conda-repodata",
+    )
     if file.name == "conda-lock.yml":
         lock = read_lock_file(file, subdir)
         key = _digest(lock.key(), extra)
-        job.update(mode="lock", lock_file=str(file))
-        return CondaEnv(file, envs_dir(config) / f"lock-{key[:16]}", key, job, lock=lock,
-                        pip_requirements=lock.pip_requirements())
+        return CondaEnv(file, envs_dir(config) / f"lock-{key[:16]}", key,
+                        replace(job, mode="lock", lock_file=file), lock=lock,
+                        pip_requirements=lock.pip_requirements(),
+                        needs_pip=bool(lock.pip) or has_requirements)
     spec = read_env_file(file)
-    key = _digest(spec.key(subdir), extra)
-    job.update(mode="solve", channels=spec.channels, specs=spec.specs)
-    return CondaEnv(file, envs_dir(config) / f"{spec.name}-{key[:16]}", key, job,
-                    pip_requirements="".join(f"{line}\n" for line in spec.pip),
-                    variables=spec.variables)
+    pip_lines = [absolute_includes(line, file.parent) for line in spec.pip]
+    included = [p for line in pip_lines for p in _included(line)]
+    key = _digest(spec.key(subdir), extra, inputs_hash(included))
+    needs_pip = bool(spec.pip) or has_requirements
+    return CondaEnv(file, envs_dir(config) / f"{spec.name}-{key[:16]}", key,
+                    replace(job, channels=spec.channels, specs=spec.specs, want_pip=needs_pip),
+                    pip_requirements="".join(f"{line}\n" for line in pip_lines),
+                    variables=spec.variables, needs_pip=needs_pip)
+
+
+def absolute_includes(line: str, folder: Path) -> str:
+    """A `pip:` line's `-r`/`-c` path made absolute against the environment file's folder."""
+    match = INCLUDE.match(line)
+    if match is None or "://" in match["path"] or Path(match["path"]).is_absolute():
+        return line
+    return line[:match.start("path")] + str(folder / match["path"]) + line[match.end("path"):]
+
+
+def _included(line: str) -> list[Path]:
+    """The files a `pip:` line includes, with the files they include in turn."""
+    match = INCLUDE.match(line)
+    if match is None or "://" in match["path"] or not Path(match["path"]).is_file():
+        return []
+    return requirement_files(Path(match["path"]))
 
 
 def service_env(ctx: InstallContext, env: CondaEnv) -> ServiceEnv:
@@ -148,14 +188,12 @@ def _make(env: CondaEnv) -> None:
     """Solve (or take the lock) and link the prefix, in the rattler worker."""
     if env.lock is not None:
         verify_local_packages(env.file, env.lock)
-    job = dict(env.job)
     verb = "updating" if (env.prefix / "conda-meta").is_dir() else "creating"
     log.info(f"conda: {verb} the environment in {env.prefix}")
     env.prefix.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="runner-conda-") as tmp:
         job_file, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
-        job.update(prefix=str(env.prefix), result=str(result))
-        job_file.write_text(json.dumps(job))
+        replace(env.job, prefix=env.prefix, result=result).write(job_file)
         argv: list[str | Path] = [sys.executable, "-m", "runner.install.conda_worker", job_file]
         finished = run_tool(argv, cwd=Path(runner.__file__).parent.parent, env=os.environ)
         outcome = json.loads(result.read_text()) if result.is_file() else {}
@@ -190,6 +228,24 @@ def _require_python(ctx: InstallContext, env: CondaEnv, *, later_steps: bool) ->
     )
 
 
+def _has_pip(env: CondaEnv) -> bool:
+    return any(env.prefix.glob("lib/python3*/site-packages/pip/__init__.py"))
+
+
+def _ensure_pip(ctx: InstallContext, env: CondaEnv) -> None:
+    """pip for the steps that need it: from the channels (solved in), else ensurepip."""
+    if _has_pip(env):
+        return
+    log.info("conda: the channels have no pip: installing it with ensurepip")
+    finished = run_tool([env.python, "-m", "ensurepip", "--default-pip"], cwd=ctx.code.root,
+                        env=ctx.service_env.environ())
+    if not finished.ok or not _has_pip(env):
+        raise InstallError(
+            f"{env.file.name}: the conda environment has no pip and `python -m ensurepip` "
+            f"failed ({finished.tail.quote(1)}): add pip to the dependencies of {env.file.name}"
+        )
+
+
 def _pip_install(ctx: InstallContext, env: CondaEnv) -> None:
     """The `pip:` list (or the lock's pip packages) with the environment's own pip.
 
@@ -198,6 +254,10 @@ def _pip_install(ctx: InstallContext, env: CondaEnv) -> None:
     """
     if not env.pip_requirements:
         return
+    register_text_secrets(env.pip_requirements.splitlines())
+    for line in env.pip_requirements.splitlines():
+        for included in _included(line):
+            register_url_secrets(included)
     with tempfile.TemporaryDirectory(prefix="runner-conda-pip-") as tmp:
         requirements = Path(tmp) / "requirements.txt"
         requirements.write_text(env.pip_requirements)
@@ -207,7 +267,7 @@ def _pip_install(ctx: InstallContext, env: CondaEnv) -> None:
             argv.append("--no-deps")  # the lock lists every package itself
         finished = run_tool([*argv, "-r", requirements], cwd=ctx.code.root,
                             env=ctx.service_env.environ())
-    check(finished, env.file, "pip install (its pip packages)")
+    check_pip(finished, env.file, "pip install (its pip packages)")
 
 
 def _read_stamp(env: CondaEnv) -> list[str]:

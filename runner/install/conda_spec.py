@@ -3,14 +3,23 @@
 Only the file is read here, with PyYAML; the specs are checked by rattler in
 the worker. Everything that decides what ends up in the environment goes into
 `key()`, so an unchanged file finds its environment again without a solve.
+
+As conda does: `${VAR}` (and `$VAR`) in a channel is taken from the
+environment (private channels with a token in the URL; the values are
+secrets in every log line, and the key holds the channel as written, so a
+new token is the same environment); pip-style extras in a conda dependency
+(`nbconvert[execute]!=6.0.0`) are dropped, with a log line.
 """
 
 import hashlib
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner import log
 from runner.errors import InstallError
 
 #: conda's way of saying "not the defaults channels": we never add them anyway.
@@ -19,6 +28,11 @@ NODEFAULTS = "nodefaults"
 DEFAULT_CHANNEL = "conda-forge"
 #: What `defaults` means to conda on Linux and macOS (Anaconda's main and r).
 DEFAULTS = ("https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r")
+#: `${NAME}` or `$NAME` in a channel, as conda expands them.
+_VARIABLE = re.compile(r"\$(?:\{(?P<braced>\w+)\}|(?P<bare>\w+))")
+#: `name[a,b]rest`: brackets holding names only are pip extras (conda's own
+#: bracket keys are `key=value`, e.g. `numpy[version='>=1.26']`).
+_EXTRAS = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\[(?P<extras>[^\]=]*)\](?P<rest>.*)$")
 
 
 @dataclass
@@ -63,7 +77,8 @@ def read_env_file(file: Path) -> EnvSpec:
         raise _bad(file, "`variables:` must be a mapping of names to values")
     return EnvSpec(
         name=_name(data.get("name")),
-        channels=[url for c in written for url in resolve_channel(c, file.parent)],
+        channels=[url for c in written
+                  for url in resolve_channel(expand_variables(file, c), file.parent)],
         written_channels=written,
         specs=specs,
         pip=pip,
@@ -86,6 +101,20 @@ def load_yaml(file: Path) -> Any:
                            f"(fix {file.name})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InstallError(f"{file.name} is not valid YAML: {exc} (fix {file.name})") from None
+
+
+def expand_variables(file: Path, channel: str) -> str:
+    """`${VAR}`/`$VAR` in a channel from the environment; each value becomes a secret."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match["braced"] or match["bare"]
+        if name not in os.environ:
+            raise _bad(file, f"channel {channel} uses ${{{name}}}, which is not set: set it "
+                       "in the runner's environment")
+        log.add_secret(os.environ[name])
+        return os.environ[name]
+
+    return _VARIABLE.sub(value, channel)
 
 
 def resolve_channel(channel: str, root: Path) -> list[str]:
@@ -117,11 +146,21 @@ def _dependencies(file: Path, deps: object) -> tuple[list[str], list[str]]:
         if isinstance(dep, dict) and set(dep) == {"pip"}:
             pip += _strings(file, dep["pip"] or [], "pip")
         elif isinstance(dep, str | int | float) and str(dep).strip():
-            specs.append(" ".join(str(dep).split()))
+            specs.append(_without_extras(" ".join(str(dep).split())))
         else:
             raise _bad(file, f"unexpected dependency {dep!r} (write `- name version` "
                        "or a `- pip: [...]` list)")
     return specs, pip
+
+
+def _without_extras(spec: str) -> str:
+    """A conda spec with pip-style extras dropped, as conda reads it."""
+    match = _EXTRAS.match(spec)
+    if match is None:
+        return spec
+    plain = match["name"] + match["rest"]
+    log.info(f"conda: {spec} is read as {plain} (conda packages have no extras)")
+    return plain
 
 
 def _strings(file: Path, value: object, what: str) -> list[str]:

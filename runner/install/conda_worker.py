@@ -9,24 +9,62 @@ never shuts the interpreter down: it flushes its output and leaves with
 rattler, so its own exit (and its memory while it supervises the service)
 is untouched.
 
-Protocol: `python -m runner.install.conda_worker JOB.json`. The job says what
-to do (see `CondaJob` in runner.install.conda); progress lines go to stderr;
-the outcome is written to the job's `result` file as `{"error": message}` or
-`{"ok": true}`. A rattler failure is a one-line message, never a traceback.
+Protocol: `python -m runner.install.conda_worker JOB.json`. The job (a
+`CondaJob`, written as JSON by the runner) says what to do; progress lines go
+to stderr; the outcome is written to the job's `result` file as
+`{"error": message}` or `{"ok": true}`. A rattler failure is a one-line
+message, never a traceback.
 """
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
 import time
+from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from runner import log
 
 #: How many characters of a solver explanation reach the error line.
 EXPLANATION_LIMIT = 400
+
+
+@dataclass(frozen=True)
+class CondaJob:
+    """What the worker is to do: solve specs (or take a lock) and link one prefix."""
+
+    #: "solve": the specs over the channels; "lock": the lock file's records as they are.
+    mode: Literal["solve", "lock"]
+    #: conda's name of the platform to install for (linux-64, osx-arm64, ...).
+    platform: str
+    network_timeout: float
+    #: Keep installed versions where they fit (False with --reinstall: take the newest).
+    prefer_installed: bool
+    pkgs_dir: Path
+    repodata_dir: Path
+    prefix: Path = Path()
+    #: Where the worker writes its outcome.
+    result: Path = Path()
+    channels: list[str] = field(default_factory=list)
+    specs: list[str] = field(default_factory=list)
+    #: A pip step follows: add `pip` to the specs, as conda does, if the channels have it.
+    want_pip: bool = False
+    lock_file: Path | None = None
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self), default=str))
+
+    @classmethod
+    def read(cls, path: Path) -> "CondaJob":
+        data = json.loads(path.read_text())
+        for name in ("pkgs_dir", "repodata_dir", "prefix", "result", "lock_file"):
+            if data.get(name) is not None:
+                data[name] = Path(data[name])
+        return cls(**data)
 
 
 class WorkerError(Exception):
@@ -75,23 +113,23 @@ class Reporter:
         raise AttributeError(name)
 
 
-async def run_job(job: dict[str, Any]) -> None:
+async def run_job(job: CondaJob) -> None:
     """Solve or read the lock, then install into the job's prefix."""
     import rattler
     from rattler import PrefixRecord
 
-    prefix = Path(job["prefix"])
+    prefix = job.prefix
     meta = prefix / "conda-meta"
     installed = [PrefixRecord.from_path(f) for f in sorted(meta.glob("*.json"))]
-    client = _client(job["network_timeout"])
-    if job["mode"] == "lock":
+    client = _client(job.network_timeout)
+    if job.mode == "lock":
         records = _locked_records(job)
     else:
-        records = await _solve(job, installed, client)
+        records = await _solve_with_pip(job, installed, client)
     reporter = Reporter(str(prefix))
     try:
         await rattler.install(
-            records, target_prefix=prefix, cache_dir=Path(job["pkgs_dir"]),
+            records, target_prefix=prefix, cache_dir=job.pkgs_dir,
             installed_packages=installed, show_progress=False, reporter=reporter, client=client,
         )
     except Exception as exc:
@@ -101,8 +139,30 @@ async def run_job(job: dict[str, Any]) -> None:
                           "and permissions of the envs folder, RUNNER_ENVS_DIR)") from None
 
 
-async def _solve(job: dict[str, Any], installed: list[Any], client: Any) -> list[Any]:
-    """The solver's answer for the job's specs, preferring what is installed.
+async def _solve_with_pip(job: CondaJob, installed: list[Any], client: Any) -> list[Any]:
+    """The solver's answer for the job's specs, with pip where conda would have it.
+
+    conda makes pip a dependency of python (`add_pip_as_python_dependency`):
+    when a pip step follows and the answer has python but no pip, `pip` joins
+    the specs if the channels have it; if not, the first answer stands and the
+    runner bootstraps pip with ensurepip.
+    """
+    started = time.monotonic()
+    specs = job.specs
+    records = await _solve(job, specs, installed, client)
+    names = {record.name.normalized for record in records}
+    if job.want_pip and "python" in names and "pip" not in names:
+        with suppress(WorkerError):
+            records = await _solve(job, [*specs, "pip"], installed, client)
+            specs = [*specs, "pip"]
+    log.info(f"conda: solved {_count(len(specs), 'spec')} to {_count(len(records), 'package')} "
+             f"for {job.platform} in {_ms(started)} ms")
+    return records
+
+
+async def _solve(job: CondaJob, wanted: list[str], installed: list[Any],
+                 client: Any) -> list[Any]:
+    """The solver's answer for `wanted`, preferring what is installed.
 
     Preferring the installed versions keeps an update small; `--reinstall`
     turns it off to take the newest that fit.
@@ -111,33 +171,29 @@ async def _solve(job: dict[str, Any], installed: list[Any], client: Any) -> list
     from rattler import Gateway, MatchSpec, VirtualPackage
 
     try:
-        specs = [MatchSpec(s) for s in job["specs"]]
+        specs = [MatchSpec(s) for s in wanted]
     except Exception as exc:
         if not _is_rattler_error(exc):
             raise
         raise WorkerError(f"invalid dependency: {_short(exc)} (write it as conda does, "
                           "e.g. `numpy >=1.26`)") from None
-    started = time.monotonic()
-    gateway = Gateway(cache_dir=Path(job["repodata_dir"]), client=client)
+    gateway = Gateway(cache_dir=job.repodata_dir, client=client)
     try:
-        records = await rattler.solve(
-            job["channels"], specs, gateway=gateway,
+        return await rattler.solve(
+            job.channels, specs, gateway=gateway,
             virtual_packages=VirtualPackage.detect(),
-            locked_packages=installed if job["prefer_installed"] else None,
+            locked_packages=installed if job.prefer_installed else None,
         )
     except Exception as exc:
-        raise _solve_error(exc, job) from None
-    log.info(f"conda: solved {_count(len(specs), 'spec')} to {_count(len(records), 'package')} "
-             f"for {job['platform']} in {_ms(started)} ms")
-    return records
+        raise _solve_error(exc, job, wanted) from None
 
 
-def _locked_records(job: dict[str, Any]) -> list[Any]:
+def _locked_records(job: CondaJob) -> list[Any]:
     """The lock's records for the job's platform, as rattler reads conda-lock v1."""
     import rattler
 
     try:
-        env = rattler.LockFile.from_path(Path(job["lock_file"])).default_environment()
+        env = rattler.LockFile.from_path(job.lock_file).default_environment()
     except Exception as exc:
         if not _is_rattler_error(exc):
             raise
@@ -146,9 +202,9 @@ def _locked_records(job: dict[str, Any]) -> list[Any]:
     if env is None:
         raise WorkerError("the lock has no environment")
     for platform in env.platforms():
-        if platform.name == job["platform"]:
+        if platform.name == job.platform:
             return env.conda_repodata_records_for_platform(platform) or []
-    raise WorkerError(f"the lock has no packages for {job['platform']}")
+    raise WorkerError(f"the lock has no packages for {job.platform}")
 
 
 def _client(timeout: float) -> Any:
@@ -162,16 +218,16 @@ def _client(timeout: float) -> Any:
     )
 
 
-def _solve_error(exc: Exception, job: dict[str, Any]) -> Exception:
+def _solve_error(exc: Exception, job: CondaJob, wanted: list[str]) -> Exception:
     """A one-line message naming the channel or the conflict."""
     name = type(exc).__name__
     if name == "SolverError":
-        return WorkerError(f"cannot solve {', '.join(job['specs'])}: "
+        return WorkerError(f"cannot solve {', '.join(wanted)}: "
                            f"{_short(exc, EXPLANATION_LIMIT)} (relax the versions, or add "
                            "a channel that has them)")
     if name in ("GatewayError", "FetchRepoDataError", "InvalidChannelError"):
         text = str(exc)
-        named = [c for c in job["channels"] if c.rstrip("/") in text] or job["channels"]
+        named = [c for c in job.channels if c.rstrip("/") in text] or job.channels
         return WorkerError(f"cannot read channel {', '.join(named)}: {_short(exc)} (check "
                            "the channel's name or URL, and the network)")
     if _is_rattler_error(exc):
@@ -216,13 +272,13 @@ def _ms(started: float) -> int:
 
 def main(argv: list[str]) -> int:
     """Run the job named by `argv[0]`; 0 when done, 1 when the result holds an error."""
-    job = json.loads(Path(argv[0]).read_text())
+    job = CondaJob.read(Path(argv[0]))
     try:
         asyncio.run(run_job(job))
     except WorkerError as exc:
-        Path(job["result"]).write_text(json.dumps({"error": str(exc)}))
+        job.result.write_text(json.dumps({"error": str(exc)}))
         return 1
-    Path(job["result"]).write_text(json.dumps({"ok": True}))
+    job.result.write_text(json.dumps({"ok": True}))
     return 0
 
 

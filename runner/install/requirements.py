@@ -16,7 +16,7 @@ from runner.install.base import InstallContext, InstallStep, check_pip, run_tool
 from runner.sources.vcs.url import register_credentials
 
 #: pip's include options, in all the spellings pip takes: `-r f`, `-rf`, `--requirement=f`.
-_INCLUDE = re.compile(
+INCLUDE = re.compile(
     r"^\s*(?:-r|-c|--requirement|--constraint)(?:\s*=\s*|\s+|(?=[^\s-]))(?P<path>\S+)")
 #: A URL written anywhere in a line (`pkg @ git+https://...`, `--index-url=https://...`).
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
@@ -55,7 +55,7 @@ def requirement_files(file: Path) -> list[Path]:
             continue
         found.append(path)
         for line in read_lines(path):
-            match = _INCLUDE.match(line)
+            match = INCLUDE.match(line)
             if match and "://" not in match["path"]:
                 included = Path(os.path.normpath(path.parent / match["path"]))
                 if included.is_file():
