@@ -1,13 +1,22 @@
 """Fixtures shared by all tests."""
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import free_port, write_service
+from helpers import STARTED, free_port, write_service
+
+
+@pytest.fixture(autouse=True)
+def _no_runner_outlives_its_test() -> Iterator[None]:
+    """Kill (and reap) every runner a test started and left running, pass or fail."""
+    yield
+    while STARTED:
+        STARTED.pop().kill()
 
 
 @pytest.fixture

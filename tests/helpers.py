@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRETS = ("tok-S3cr3t-9f4b2e", "gitpass-7Qx2Lm", "labtoken-Zz81Kq")
 
 
+#: Runner processes started by the current test (see `RunnerProcess`).
+STARTED: list["RunnerProcess"] = []
+
+
 def free_port() -> int:
     """A port nobody listens on right now (the kernel picks it)."""
     with socket.socket() as s:
@@ -64,7 +68,11 @@ def pid_alive(pid: int) -> bool:
 
 
 class RunnerProcess:
-    """The runner started as a real process: `python -m runner ARGS`."""
+    """The runner started as a real process: `python -m runner ARGS`.
+
+    Every one started is in `STARTED`; conftest kills those still running when
+    their test ends, so a failing test leaves no runner (and no service) behind.
+    """
 
     def __init__(
         self,
@@ -78,6 +86,9 @@ class RunnerProcess:
         self.port = port or free_port()
         full_env = {**os.environ, "PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
         full_env.pop("EXECUTE_CODE", None)
+        # This checkout's runner, from any working directory, installed or not.
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
         full_env.update(env or {})
         command = list(argv0 or [sys.executable, "-m", "runner"])
         self.proc = subprocess.Popen(
@@ -96,6 +107,7 @@ class RunnerProcess:
         ]
         for reader in self._readers:
             reader.start()
+        STARTED.append(self)
 
     @property
     def stdout(self) -> str:

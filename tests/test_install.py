@@ -111,10 +111,11 @@ def test_service_gets_port_and_unbuffered(tmp_path: Path) -> None:
 
 
 def test_port_flag_wins_over_env(tmp_path: Path) -> None:
-    svc = write_service(tmp_path / "svc")
-    port = free_port()
-    reply, _ = serve_once([svc, "--port", str(port)], env={"PORT": "1"}, port=port)
-    assert reply == "ok"
+    """The service is told the flag's port (not the environment's) and listens there."""
+    svc = write_service(tmp_path / "svc", reply_expr="os.environ['PORT']")
+    port, env_port = free_port(), free_port()
+    reply, _ = serve_once([svc, "--port", str(port)], env={"PORT": str(env_port)}, port=port)
+    assert reply == str(port)  # and it answered on `port`: serve_once asked there
 
 
 def test_no_traceback_for_python_used(tmp_path: Path) -> None:

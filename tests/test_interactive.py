@@ -89,7 +89,8 @@ def test_watch_restarts_on_edit_and_survives_a_broken_edit(tmp_path: Path, cache
         serves(runner, b"v3")
     finally:
         runner.signal()
-        assert runner.finish() == 0
+        status = runner.finish()
+    assert status == 0
     assert "SyntaxError" in runner.stderr, runner.stderr
     assert "waiting for a change to restart it" in runner.stderr
 
