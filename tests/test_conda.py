@@ -409,6 +409,9 @@ def test_pip_list_includes_are_relative_to_the_environment_file(
     write_env(svc, [str(conda_channel)], ["python", {"pip": ["-r pip-reqs.txt", "-c pins.txt"]}])
     body, _ = serve_once([svc], env=cache, timeout=90)
     assert body == "via -r"
+    (svc / "pins.txt").write_text("localpkg ==0.1  # an included file changed\n")
+    again = run_runner([svc, "--requirements-only"], env=cache)
+    assert "installing from environment.yml" in again.stderr, again.stderr
 
 
 def md5_only(entries: list[dict]) -> list[dict]:

@@ -103,6 +103,13 @@ class CondaStep(InstallStep):
                 _pip_install(ctx, env)
                 _write_stamp(env, [*done, "pip"])
 
+    def inputs(self, file: Path) -> list[Path]:
+        """The file, and the requirements files its `pip:` list includes (for --watch)."""
+        if file.name == "conda-lock.yml":
+            return [file]
+        pip_lines = [absolute_includes(line, file.parent) for line in read_env_file(file).pip]
+        return [file, *(p for line in pip_lines for p in _included(line))]
+
     def activate(self, ctx: InstallContext, file: Path) -> None:
         env = plan(ctx, file)
         if not {"conda", "pip"} <= set(_read_stamp(env)):
