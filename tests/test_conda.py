@@ -495,3 +495,23 @@ def test_pip_style_extras_in_conda_dependencies_are_dropped(
     assert ("conda: hello-tool[extra1,extra2]!=0.9 is read as hello-tool!=0.9 (conda packages "
             "have no extras)") in runner.stderr
     assert "conda: linked 2 packages" in runner.stderr
+
+
+def test_the_same_files_in_another_folder_share_the_environment(
+    tmp_path: Path, conda_channel: Path, cache: dict[str, str]
+) -> None:
+    """Code fetched anew (a new temporary folder each run) finds its environment again,
+    requirements.txt and its included files hashed by content, not by path."""
+    import shutil
+
+    first = write_service(tmp_path / "first")
+    (first / "requirements.txt").write_text("-r base.txt\n")
+    (first / "base.txt").write_text("")
+    write_env(first, [str(conda_channel)], ["python"])
+    second = tmp_path / "second"
+    shutil.copytree(first, second)
+    for svc in (first, second):
+        runner = run_runner([svc, "--requirements-only"], env=cache)
+        assert runner.proc.returncode == 0, runner.stderr
+    assert len(env_prefixes(cache)) == 1
+    assert "conda: environment up to date" in runner.stderr

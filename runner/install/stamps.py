@@ -35,11 +35,16 @@ def file_hash(path: Path) -> str:
 
 
 def inputs_hash(paths: list[Path]) -> str:
-    """One digest of several files and their names; InstallError when one is unreadable."""
+    """One digest of several files and their names; InstallError when one is unreadable.
+
+    Names count relative to the first file's folder, so the same files fetched
+    into a new temporary folder have the same digest (the conda key uses it).
+    """
     digest = hashlib.sha256()
     for path in paths:
+        name = os.path.relpath(path, paths[0].parent)
         try:
-            digest.update(f"{path}\0{file_hash(path)}\0".encode())
+            digest.update(f"{name}\0{file_hash(path)}\0".encode())
         except OSError as exc:
             raise unreadable(path, exc) from None
     return digest.hexdigest()
