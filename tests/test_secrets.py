@@ -26,7 +26,7 @@ SECRET = TEST_SECRETS[0]
      "the URL)"),
     (f"http://user:abc/{SECRET}@127.0.0.1:9/svc.py",
      "error: the password in http://***@127.0.0.1:9/svc.py has an unencoded /: write "
-     "each / in it as %2F (or pass a git token in GIT_TOKEN instead of the URL)"),
+     "each / in it as %2F"),
 ])
 def test_malformed_credentials_are_refused_unprinted(spec: str, error: str) -> None:
     """Refused before any client runs, so the password is in no argument list either."""

@@ -42,8 +42,7 @@ _EGG = re.compile(r"[#&]egg=([^&]*)")
 #: PEP 508 project names, as pip checks `#egg=` (extras written after it are not part of it).
 _PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 #: How the common hosts' tokens start: written alone before `@`, such a user is a secret.
-TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-",
-                  "x-token-auth", "x-access-token")
+TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-")
 #: A user name this long, with letters and digits, is taken for a token.
 TOKEN_LENGTH = 20
 
@@ -94,7 +93,7 @@ def parse(spec: str) -> VcsUrl:
         allowed = ", ".join(f"{vcs}+{s}://" for s in SCHEMES[vcs])
         raise ResolveError(f"unsupported scheme {vcs}+{scheme or '(none)'}:// in "
                            f"{log.redact(spec)}: use one of {allowed}")
-    check_userinfo(rest, spec)
+    check_userinfo(rest, spec, " (or pass a git token in GIT_TOKEN instead of the URL)")
     netloc, username, password = _split_userinfo(parts.netloc, scheme)
     path, rev = _split_rev(parts.path, spec)
     url = urllib.parse.urlunsplit((scheme, netloc, path, parts.query, ""))
@@ -111,28 +110,33 @@ def _parse_scp(match: re.Match[str], subdirectory: str | None, spec: str) -> Vcs
     return VcsUrl("git", "ssh", f"{match['user']}@{match['host']}:{path}", rev, subdirectory)
 
 
-def check_userinfo(url: str, spec: str) -> None:
+def check_userinfo(url: str, spec: str, instead: str = "") -> None:
     """Refuse `scheme://user:pa/ss@host/...`: a password with an unencoded `/`.
 
     URL parsers (pip's too) end the host at the first `/`, so such a URL would
     put `user:pa` in the host and the rest of the password in the path, where
-    it reaches a client's argument list and every message. It shows as a
-    "port" that is not a number followed by an `@` later on; the text between
-    the `:` and that `@` is registered as a secret before the error names it.
+    it reaches a client's argument list and every message. The password is
+    registered as a secret before the error names the URL; `instead` is
+    another way to give it, for the error.
     """
-    parts = urllib.parse.urlsplit(url)
-    if "@" in parts.netloc or ":" not in parts.netloc or "@" not in parts.path:
+    password = _slashed_password(url)
+    if password is None:
         return
-    port = parts.netloc.rsplit(":", 1)[1]
-    if port.isdigit() or not port:
-        return
-    password = port + parts.path.split("@", 1)[0]
     log.add_secret(password)
     log.add_secret(urllib.parse.unquote(password))
-    raise ResolveError(
-        f"the password in {log.redact(spec)} has an unencoded /: write each / in it as %2F "
-        "(or pass a git token in GIT_TOKEN instead of the URL)"
-    )
+    raise ResolveError(f"the password in {log.redact(spec)} has an unencoded /: write each / "
+                       f"in it as %2F{instead}")
+
+
+def _slashed_password(url: str) -> str | None:
+    """The password of `user:pa/ss@host`: a "port" that is no number, an `@` later on."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" in parts.netloc or ":" not in parts.netloc or "@" not in parts.path:
+        return None
+    port = parts.netloc.rsplit(":", 1)[1]
+    if not port or port.isdigit():
+        return None
+    return port + parts.path.split("@", 1)[0]
 
 
 def register_credentials(url: str) -> None:
@@ -147,10 +151,8 @@ def register_credentials(url: str) -> None:
         userinfo = parts.netloc.rsplit("@", 1)[0]
         user, colon, password = userinfo.partition(":")
         _register(urllib.parse.unquote(user), urllib.parse.unquote(password) if colon else None)
-    elif ":" in parts.netloc and "@" in parts.path:
-        port = parts.netloc.rsplit(":", 1)[1]
-        if port and not port.isdigit():
-            log.add_secret(port + parts.path.split("@", 1)[0])
+    else:
+        log.add_secret(_slashed_password(url))
 
 
 def _register(user: str, password: str | None) -> None:
