@@ -92,3 +92,12 @@ def test_pip_printing_a_requirement_url_token_is_redacted(tmp_path: Path, token:
     runner = run_runner([svc, "--requirements-only"], env={"PIP_NO_INDEX": "1"})
     assert runner.proc.returncode == 4
     assert "Collecting pkg@ git+http://" in runner.stderr  # pip did print the URL
+
+
+def test_a_user_name_alone_is_printed_as_it_is(tmp_path: Path) -> None:
+    """Not a secret: with `runner@`, every log line used to read `[*** 12:00:00.000]`."""
+    runner = run_runner(["git+https://runner@127.0.0.1:9/org/repo.git"],
+                        env={"GIT_TOKEN": "", "TMPDIR": str(tmp_path)})
+    assert runner.proc.returncode == 3
+    assert runner.stderr.startswith("[runner "), runner.stderr
+    assert "[***" not in runner.stderr
