@@ -73,11 +73,32 @@ class Backend(ABC):
     def check(self) -> None:
         """Refuse what this backend cannot do before any network traffic."""
         _ = self.binary
+        self._refuse_options()
         if self.url.has_credentials and self.credentials_hint:
             raise ResolveError(
                 f"credentials in {self.name}+ URLs are not supported (they would show in "
                 f"the {self.binaries[0]} command line): remove them from the URL and "
                 f"{self.credentials_hint}"
+            )
+
+    def _refuse_options(self) -> None:
+        """A rev or URL starting with `-` would be read as a client option: refuse it.
+
+        `--` is not enough: hg reads `--config` and `--debugger` anywhere in its
+        arguments (`@--config=extensions.x=evil.py` would run evil.py), so the
+        value never reaches a client. Revs are also passed as `--rev=VALUE`.
+        """
+        client = os.path.basename(self.binary)
+        if self.url.rev and self.url.rev.startswith("-"):
+            raise ResolveError(
+                f"revision {self.url.rev!r} of {self.url.display} starts with '-': {client} "
+                "would read it as an option; name a branch, tag or revision that does not "
+                "start with '-'"
+            )
+        if self.url.url.startswith("-"):
+            raise ResolveError(
+                f"the URL {self.url.url} starts with '-': {client} would read it as an "
+                "option; give a URL that starts with a scheme such as https://"
             )
 
     @abstractmethod

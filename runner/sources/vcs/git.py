@@ -134,7 +134,7 @@ class GitBackend(Backend):
         return head
 
     def _clone(self, dest: Path, rev: str | None) -> str:
-        branch = ["--branch", rev] if rev else []
+        branch = [f"--branch={rev}"] if rev else []
         ran = self.git(["clone", "--progress", "--depth", "1", *branch, "--", self.url.url, dest],
                        dest.parent)
         if rev and not ran.ok and "not found in upstream" in " ".join(ran.tail.lines()):
