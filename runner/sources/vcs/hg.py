@@ -29,8 +29,8 @@ class HgBackend(Backend):
 
     def fetch(self, dest: Path, revision: str | None) -> str:
         node = revision or self.resolve()
-        finished = self.run([self.binary, "clone", "--noninteractive", f"--rev={node}", f"--updaterev={node}",
-                             "--", self.url.url, dest], cwd=dest.parent)
+        finished = self.run([self.binary, "clone", "--noninteractive", f"--rev={node}",
+                             f"--updaterev={node}", "--", self.url.url, dest], cwd=dest.parent)
         if not finished.ok:
             raise self.failed(finished.returncode, finished.tail)
         return node
