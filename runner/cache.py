@@ -3,9 +3,13 @@
 An entry is a folder named by a hash of its kind and key (URL + resolved
 revision, lab key + hash, ...). It is filled in a temporary folder beside it
 and renamed into place only when complete, so a run killed mid-fetch never
-leaves a half entry that a later run would trust.
+leaves a half entry that a later run would trust. The filling run holds an
+`flock` on its `.partial-*` folder; one nobody holds belongs to a run that was
+killed (`kill -9`), and the next fill of that kind removes it.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -60,7 +64,8 @@ class Cache:
             log.info(f"using cached {kind} in {entry}")
             return entry
         entry.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=entry.parent))
+        remove_stale(entry.parent)
+        staging, lock = _staging(entry.parent)
         try:
             make(staging)
             os.rename(staging, entry)
@@ -69,4 +74,32 @@ class Cache:
                 raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            os.close(lock)
         return entry
+
+
+def _staging(parent: Path) -> tuple[Path, int]:
+    """A new `.partial-*` folder and the fd of the lock held on it while it is filled.
+
+    It is made under another name and renamed once locked, so no sweeper can
+    ever see it unlocked.
+    """
+    fresh = Path(tempfile.mkdtemp(prefix=".new-", dir=parent))
+    lock = os.open(fresh, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    staging = fresh.with_name(".partial-" + fresh.name.removeprefix(".new-"))
+    os.rename(fresh, staging)
+    return staging, lock
+
+
+def remove_stale(folder: Path) -> None:
+    """Remove the `.partial-*` folders of killed runs (no live run holds their lock)."""
+    for partial in folder.glob(".partial-*"):
+        with contextlib.suppress(OSError):
+            lock = os.open(partial, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                log.info(f"removing {partial.name}, left by a run that was killed")
+                shutil.rmtree(partial, ignore_errors=True)
+            finally:
+                os.close(lock)
