@@ -9,12 +9,11 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import RunnerProcess, run_runner, wait_for, write_service
+from helpers import RunnerProcess, run_runner, write_service
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Tester", "GIT_AUTHOR_EMAIL": "tester@example.com",
