@@ -16,8 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import log
+from runner import log, signals
 from runner.output import Tail, pump
+from runner.scratch import tool_environ
 
 PR_SET_PDEATHSIG = 1
 KILL_GRACE = 5.0
@@ -72,14 +73,27 @@ def signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
         os.killpg(child.pid, signum)
 
 
-def stop(child: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
-    """End a child and its group: SIGTERM, then SIGKILL after `grace` seconds."""
-    if child.poll() is None:
-        signal_group(child, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(grace)
-    signal_group(child, signal.SIGKILL)
-    child.wait()
+def end(child: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
+    """The one clean-up of every child: end it and its group, close its pipes.
+
+    A child still running gets SIGTERM and, `grace` seconds later (at once
+    after SIGQUIT), SIGKILL. No signal cuts this short: a stop that comes
+    meanwhile is raised after it (`signals.uninterruptible`).
+    """
+    with signals.uninterruptible():
+        if child.poll() is None and grace > 0 and not signals.quitting():
+            signal_group(child, signal.SIGTERM)
+            try:
+                child.wait(grace)
+            except subprocess.TimeoutExpired:
+                name = os.path.basename(os.fspath(child.args[0]))  # type: ignore[index]
+                log.warn(f"{name} still running {grace:g} s after SIGTERM: killing it")
+        signal_group(child, signal.SIGKILL)
+        child.wait()
+        for pipe in (child.stdin, child.stdout, child.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):  # a buffered write to a dead reader
+                    pipe.close()
 
 
 @dataclass
@@ -106,7 +120,7 @@ def run_tool(
     `timeout` counts from the last output, so a slow but talking download is
     not cut off; a tool silent that long ends with returncode None.
     """
-    child = spawn(argv, cwd=cwd, env=env, merge_output=True)
+    child = spawn(argv, cwd=cwd, env=tool_environ(env), merge_output=True)
     finished = Finished(returncode=None)
     shown = log.Passthrough()
     assert child.stdout is not None
@@ -140,10 +154,7 @@ def drain(
         return _follow(child, pidfd, dict(sinks), timeout)
     finally:
         os.close(pidfd)
-        stop(child)
-        for pipe in (child.stdout, child.stderr):
-            if pipe is not None:
-                pipe.close()
+        end(child)
 
 
 def _follow(

@@ -1,21 +1,29 @@
 """Temporary folders of one run, removed when the run ends on every path.
 
 The pipeline holds one `Scratch` for the whole run (`with Scratch() as s:`);
-signals reach it as the `Stopped` exception, so `__exit__` runs on SIGTERM
-and SIGINT too. Nothing is created until a source or step asks for a folder.
+signals reach it as the `Stopped` exception, so `__exit__` runs on SIGTERM,
+SIGINT and SIGHUP too, and no repeated signal cuts the removal short.
+Nothing is created until a source or step asks for a folder.
 """
 
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+
+from runner import signals
 
 
 class Scratch:
     """Hands out temporary folders under one root and removes the root at the end."""
 
+    #: The run's scratch while it is open (`with Scratch()`), for `tool_environ`.
+    current: "Scratch | None" = None
+
     def __init__(self) -> None:
         self._root: Path | None = None
+        self._tools_tmp: Path | None = None
 
     def mkdtemp(self, prefix: str) -> Path:
         """A new empty folder that is gone when the run ends."""
@@ -23,13 +31,21 @@ class Scratch:
             self._root = Path(tempfile.mkdtemp(prefix="runner-"))
         return Path(tempfile.mkdtemp(prefix=prefix, dir=self._root))
 
+    def tools_tmpdir(self) -> Path:
+        """The TMPDIR of every tool of the run: what they leave there (pip's `pip-*`) goes too."""
+        if self._tools_tmp is None:
+            self._tools_tmp = self.mkdtemp("tmp-")
+        return self._tools_tmp
+
     def cleanup(self) -> None:
         """Remove every folder handed out; safe to call twice."""
         if self._root is not None:
-            shutil.rmtree(self._root, ignore_errors=True)
-            self._root = None
+            with signals.uninterruptible(final=True):
+                shutil.rmtree(self._root, ignore_errors=True)
+            self._root = self._tools_tmp = None
 
     def __enter__(self) -> "Scratch":
+        Scratch.current = self
         return self
 
     def __exit__(
@@ -38,4 +54,12 @@ class Scratch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        Scratch.current = None
         self.cleanup()
+
+
+def tool_environ(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` for a tool (pip, setup.sh, a VCS client): TMPDIR inside the run's scratch folder."""
+    if Scratch.current is None:
+        return dict(env)
+    return {**env, "TMPDIR": str(Scratch.current.tools_tmpdir())}

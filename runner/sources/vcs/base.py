@@ -22,6 +22,7 @@ from runner.config import Config
 from runner.errors import ResolveError
 from runner.output import Tail
 from runner.proc import Finished, drain, run_tool, spawn
+from runner.scratch import tool_environ
 from runner.sources.vcs.url import VcsUrl
 
 
@@ -125,10 +126,15 @@ class Backend(ABC):
         """The client's environment: ours plus what the backend adds."""
         return dict(os.environ)
 
-    def query(self, argv: Sequence[str]) -> Ran:
-        """Run a short client command and read its answer (not shown to the user)."""
-        child = spawn(argv, cwd=Path.cwd(), env=self.environ())
-        return follow(child, self.timeout)
+    def query(self, argv: Sequence[str | os.PathLike[str]], cwd: Path | None = None,
+              local: bool = False) -> Ran:
+        """Run a client command and read its answer (not shown to the user).
+
+        Only commands that talk to the remote get the network timeout; `local`
+        work (a checkout) takes as long as it takes.
+        """
+        child = spawn(argv, cwd=cwd or Path.cwd(), env=tool_environ(self.environ()))
+        return follow(child, None if local else self.timeout)
 
     def run(self, argv: Sequence[str | os.PathLike[str]], cwd: Path) -> Finished:
         """Run a long client command (a checkout) with its output shown."""

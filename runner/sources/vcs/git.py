@@ -25,8 +25,7 @@ from runner import log
 from runner.config import Config
 from runner.errors import ResolveError
 from runner.output import Tail
-from runner.proc import die_with_parent
-from runner.sources.vcs.base import Backend, Ran, follow
+from runner.sources.vcs.base import Backend, Ran
 from runner.sources.vcs.url import VcsUrl
 
 FULL_SHA = re.compile(r"[0-9a-fA-F]{40}")
@@ -80,20 +79,11 @@ class GitBackend(Backend):
         return env
 
     def git(self, args: Sequence[str | os.PathLike[str]], cwd: Path, local: bool = False) -> Ran:
-        """Run git through GitPython in its own process group, reading its output ourselves.
+        """Run git, contained as every child is (`proc.spawn`), reading its output ourselves.
 
         Only commands that talk to the remote get the network timeout.
         """
-        import git
-
-        handle = git.Git(cwd).execute(
-            [git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git", *map(os.fspath, args)],
-            as_process=True,
-            env=self.environ(),
-            process_group=0,
-            preexec_fn=die_with_parent(),
-        )
-        return follow(handle.proc, None if local else self.timeout)
+        return self.query([self.binary, *args], cwd, local)
 
     def resolve(self) -> str | None:
         """The commit `@rev` names, from `ls-remote`; None for a short sha."""
