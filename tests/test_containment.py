@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import RunnerProcess, run_runner, write_service
+from helpers import RunnerProcess, read_pid, run_runner, running, wait_for, write_service
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Tester", "GIT_AUTHOR_EMAIL": "tester@example.com",
@@ -35,6 +35,80 @@ def git_repo(folder: Path, **service: str) -> Path:
     git("add", ".", cwd=folder)
     git("commit", "-q", "-m", "service", cwd=folder)
     return folder
+
+
+#: Shell that starts `sleep SECONDS` as a daemon (setsid: its own session) that writes its pid.
+DAEMON = "setsid {fork} sh -c 'echo $$ > {name}.pid; exec sleep {seconds}' {background}"
+#: A service that starts a daemon and a plain child before it serves.
+SPAWNING = """\
+import subprocess
+subprocess.Popen(["setsid", "-f", "sh", "-c", "echo $$ > daemon.pid; exec sleep 2001"])
+subprocess.Popen(["sh", "-c", "echo $$ > child.pid; exec sleep 2002"])
+"""
+
+
+def test_a_services_daemon_ends_with_a_normal_stop(tmp_path: Path, tmp: Path) -> None:
+    svc = write_service(tmp_path / "svc", SPAWNING)
+    runner = RunnerProcess([svc], env={"TMPDIR": str(tmp)})
+    try:
+        runner.wait_http()
+        daemon, child = read_pid(svc / "daemon.pid"), read_pid(svc / "child.pid")
+        runner.signal(signal.SIGTERM)
+        code = runner.finish()
+        left = [p for p in (daemon, child) if running(*p)]  # at once: the runner waited for them
+    finally:
+        runner.kill()
+    assert code == 0, runner.stderr
+    assert left == []
+    assert list(tmp.iterdir()) == []
+
+
+def test_a_killed_runner_takes_every_descendant_of_the_service_with_it(
+    tmp_path: Path, tmp: Path
+) -> None:
+    svc = write_service(tmp_path / "svc", SPAWNING)
+    runner = RunnerProcess([svc], env={"TMPDIR": str(tmp)})
+    try:
+        runner.wait_http()
+        daemon, child = read_pid(svc / "daemon.pid"), read_pid(svc / "child.pid")
+        runner.signal(signal.SIGKILL)
+        runner.finish()
+        wait_for(lambda: not running(*daemon) and not running(*child), 5,
+                 "the service's descendants to end")
+    finally:
+        runner.kill()
+
+
+def test_a_daemon_started_by_setup_sh_ends_with_the_install(tmp_path: Path, tmp: Path) -> None:
+    svc = write_service(tmp_path / "svc")
+    (svc / "setup.sh").write_text(DAEMON.format(fork="", name="daemon", seconds=1001,
+                                                background="&") + "\n")
+    runner = run_runner([svc, "--requirements-only"], env={"TMPDIR": str(tmp)})
+    daemon = read_pid(svc / "daemon.pid") if (svc / "daemon.pid").exists() else None
+    assert runner.proc.returncode == 0, runner.stderr
+    assert daemon is None or not running(*daemon), "setup.sh's daemon outlived the install"
+    assert (svc / "daemon.pid").exists()
+    assert list(tmp.iterdir()) == []
+
+
+def test_a_killed_runner_during_setup_sh_leaves_no_process_and_no_temp_folder(
+    tmp_path: Path, tmp: Path
+) -> None:
+    svc = write_service(tmp_path / "svc")
+    (svc / "setup.sh").write_text(
+        "echo $$ > setup.pid\n"
+        + DAEMON.format(fork="", name="daemon", seconds=1002, background="&") + "\n"
+        "sleep 300 &\necho $! > sleep.pid\nwait\n")
+    runner = RunnerProcess([svc], env={"TMPDIR": str(tmp)})
+    try:
+        pids = [read_pid(svc / f"{name}.pid") for name in ("setup", "daemon", "sleep")]
+        assert list(tmp.iterdir()), "setup.sh runs with a TMPDIR inside the runner's scratch"
+        runner.signal(signal.SIGKILL)
+        runner.finish()
+        wait_for(lambda: not any(running(*p) for p in pids), 5, "setup.sh and its children to end")
+        wait_for(lambda: not list(tmp.iterdir()), 5, "the runner's temp folders to go")
+    finally:
+        runner.kill()
 
 
 @pytest.fixture

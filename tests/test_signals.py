@@ -14,32 +14,7 @@ from pathlib import Path
 
 import pytest
 from archives import tar_bytes
-from helpers import RunnerProcess, service_source, wait_for, write_service
-
-
-def start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (start time in clock ticks); None once it is gone or a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] == "Z" else int(fields[19])
-
-
-def running(pid: int, started: int) -> bool:
-    """Whether the process that had this PID and start time is still there."""
-    return start_time(pid) == started
-
-
-def read_pid(file: Path, timeout: float = 20) -> tuple[int, int]:
-    """The PID a script wrote to `file`, with its start time."""
-    text = wait_for(lambda: file.exists() and file.read_text().strip(), timeout,
-                    f"a pid in {file.name}")
-    pid = int(str(text))
-    started = start_time(pid)
-    assert started is not None, f"process {pid} ended before the test saw it"
-    return pid, started
+from helpers import RunnerProcess, read_pid, running, service_source, write_service
 
 
 def test_a_second_sigterm_does_not_cut_a_tools_stop_short(tmp_path: Path, tmp: Path) -> None:
