@@ -2,8 +2,10 @@
 
 The pipeline holds one `Scratch` for the whole run (`with Scratch() as s:`);
 signals reach it as the `Stopped` exception, so `__exit__` runs on SIGTERM,
-SIGINT and SIGHUP too, and no repeated signal cuts the removal short.
-Nothing is created until a source or step asks for a folder.
+SIGINT and SIGHUP too, and no repeated signal cuts the removal short. If
+the runner is SIGKILLed while a child runs, that child's keeper removes the
+root (`keeper.remove_with_runner`). Nothing is created until a source or step
+asks for a folder.
 """
 
 import shutil
@@ -12,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from runner import signals
+from runner import keeper, signals
 
 
 class Scratch:
@@ -29,6 +31,7 @@ class Scratch:
         """A new empty folder that is gone when the run ends."""
         if self._root is None:
             self._root = Path(tempfile.mkdtemp(prefix="runner-"))
+            keeper.remove_with_runner(self._root)  # should the runner be SIGKILLed
         return Path(tempfile.mkdtemp(prefix=prefix, dir=self._root))
 
     def tools_tmpdir(self) -> Path:
@@ -42,6 +45,7 @@ class Scratch:
         if self._root is not None:
             with signals.uninterruptible(final=True):
                 shutil.rmtree(self._root, ignore_errors=True)
+            keeper.forget(self._root)
             self._root = self._tools_tmp = None
 
     def __enter__(self) -> "Scratch":

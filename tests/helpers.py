@@ -317,10 +317,14 @@ def running(pid: int, started: int) -> bool:
 
 
 def read_pid(file: Path, timeout: float = 20) -> tuple[int, int]:
-    """The PID a script wrote to `file`, with its start time."""
+    """The PID a script wrote to `file`, with its start time.
+
+    A process that may end before the test looks writes its start time after
+    its PID (`echo $$ $(cut -d" " -f22 /proc/$$/stat)`).
+    """
     text = wait_for(lambda: file.exists() and file.read_text().strip(), timeout,
                     f"a pid in {file.name}")
-    pid = int(str(text))
-    started = start_time(pid)
+    pid, *written = map(int, str(text).split())
+    started = written[0] if written else start_time(pid)
     assert started is not None, f"process {pid} ended before the test saw it"
     return pid, started

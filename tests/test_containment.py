@@ -37,8 +37,10 @@ def git_repo(folder: Path, **service: str) -> Path:
     return folder
 
 
-#: Shell that starts `sleep SECONDS` as a daemon (setsid: its own session) that writes its pid.
-DAEMON = "setsid {fork} sh -c 'echo $$ > {name}.pid; exec sleep {seconds}' {background}"
+#: Shell that starts `sleep SECONDS` as a daemon (setsid: its own session) that writes its
+#: pid and start time, then waits until it has.
+DAEMON = ("setsid sh -c 'echo $$ $(cut -d\" \" -f22 /proc/$$/stat) > {name}.pid; "
+          "exec sleep {seconds}' &\nwhile [ ! -s {name}.pid ]; do sleep 0.01; done\n")
 #: A service that starts a daemon and a plain child before it serves.
 SPAWNING = """\
 import subprocess
@@ -81,13 +83,11 @@ def test_a_killed_runner_takes_every_descendant_of_the_service_with_it(
 
 def test_a_daemon_started_by_setup_sh_ends_with_the_install(tmp_path: Path, tmp: Path) -> None:
     svc = write_service(tmp_path / "svc")
-    (svc / "setup.sh").write_text(DAEMON.format(fork="", name="daemon", seconds=1001,
-                                                background="&") + "\n")
+    (svc / "setup.sh").write_text(DAEMON.format(name="daemon", seconds=1001))
     runner = run_runner([svc, "--requirements-only"], env={"TMPDIR": str(tmp)})
-    daemon = read_pid(svc / "daemon.pid") if (svc / "daemon.pid").exists() else None
+    daemon = read_pid(svc / "daemon.pid", timeout=0)
     assert runner.proc.returncode == 0, runner.stderr
-    assert daemon is None or not running(*daemon), "setup.sh's daemon outlived the install"
-    assert (svc / "daemon.pid").exists()
+    assert not running(*daemon), "setup.sh's daemon outlived the install"
     assert list(tmp.iterdir()) == []
 
 
@@ -97,8 +97,8 @@ def test_a_killed_runner_during_setup_sh_leaves_no_process_and_no_temp_folder(
     svc = write_service(tmp_path / "svc")
     (svc / "setup.sh").write_text(
         "echo $$ > setup.pid\n"
-        + DAEMON.format(fork="", name="daemon", seconds=1002, background="&") + "\n"
-        "sleep 300 &\necho $! > sleep.pid\nwait\n")
+        + DAEMON.format(name="daemon", seconds=1002)
+        + "sleep 300 &\necho $! > sleep.pid\nwait\n")
     runner = RunnerProcess([svc], env={"TMPDIR": str(tmp)})
     try:
         pids = [read_pid(svc / f"{name}.pid") for name in ("setup", "daemon", "sleep")]

@@ -11,7 +11,6 @@ are variants of one supervisor.
 import os
 import select
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from runner import log, signals
 from runner.config import Config
 from runner.errors import ServiceError
 from runner.output import Tail, pump, write_all
-from runner.proc import end, signal_group, spawn
+from runner.proc import Child, end, signal_group, spawn
 from runner.supervisor.backoff import Backoff
 from runner.supervisor.readiness import group_listens, port_in_use
 
@@ -69,7 +68,7 @@ def exit_status(returncode: int) -> int:
 class Run:
     """One start of the service."""
 
-    child: subprocess.Popen[bytes]
+    child: Child
     pidfd: int
     started: float = field(default_factory=time.monotonic)
     ready_after: float | None = None
@@ -128,7 +127,7 @@ class Supervisor:
         """Start the service once."""
         return self.track(spawn(self.argv, cwd=self.cwd, env=self.env))
 
-    def track(self, child: subprocess.Popen[bytes]) -> Run:
+    def track(self, child: Child) -> Run:
         """Supervise a just-started service process: its exit and its output."""
         self.tail = Tail()  # errors quote the last run only
         run = Run(child=child, pidfd=os.pidfd_open(child.pid))
@@ -137,7 +136,7 @@ class Supervisor:
             run.fds[pipe.fileno()] = self._passthrough(ours)
             self._poller.register(pipe.fileno(), select.POLLIN)
         self._poller.register(run.pidfd, select.POLLIN)
-        log.info(f"service started (pid {child.pid}) on port {self.config.port}")
+        log.info(f"service started (pid {child.main_pid}) on port {self.config.port}")
         return run
 
     def serve(self, run: Run) -> int:
@@ -282,7 +281,7 @@ class Supervisor:
         return _earliest(*timers, self.timer())
 
     def _probe(self, run: Run) -> None:
-        if group_listens(run.child.pid, self.config.port):
+        if group_listens(run.child.main_pid, self.config.port):
             run.ready_after = run.ran_for
             log.info(f"service ready on :{self.config.port} after {run.ready_after:.2f} s")
             self.on_ready(run)
