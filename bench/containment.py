@@ -1,4 +1,4 @@
-"""What containment costs per child: a contained start (`proc.spawn`, with its keeper) vs a bare one.
+"""What containment costs per child: a contained start (`proc.spawn`, its keeper) vs a bare one.
 
     python bench/containment.py [RUNS]      (default 200 starts per case)
 
