@@ -146,3 +146,31 @@ def test_a_clone_killed_mid_fill_leaves_no_partial_entry_after_the_next_start(
                        env=env)
     assert again.proc.returncode == 0, again.stderr
     assert sorted(p.name for p in (cache / "vcs").iterdir() if p.name.startswith(".")) == []
+
+
+def _clients(url: str) -> list[int]:
+    """PIDs of git processes fetching `url` (git and the helpers it starts name it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            if entry.isdigit() and b"git" in argv[0] and url.encode() in argv:
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_killed_runner_during_a_clone_leaves_no_client_and_no_temp_folder(
+    tmp: Path, silent_port: int
+) -> None:
+    url = f"http://127.0.0.1:{silent_port}/stuck.git"
+    runner = RunnerProcess([f"git+{url}", "--network-timeout", "60"], env={"TMPDIR": str(tmp)})
+    try:
+        wait_for(lambda: _clients(url), 20, "git to start")
+        runner.signal(signal.SIGKILL)
+        runner.finish()
+        wait_for(lambda: not _clients(url), 5, "git and its helpers to end")
+        wait_for(lambda: not list(tmp.iterdir()), 5, "the runner's temp folders to go")
+    finally:
+        runner.kill()
