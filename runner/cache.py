@@ -8,17 +8,17 @@ leaves a half entry that a later run would trust. The filling run holds an
 killed (`kill -9`), and the next fill of that kind removes it.
 """
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from runner import log
 from runner.config import Config
+from runner.scratch import locked_mkdtemp, remove_unlocked
+
+PARTIAL = ".partial-"
 
 
 def cache_root(config: Config) -> Path:
@@ -64,8 +64,8 @@ class Cache:
             log.info(f"using cached {kind} in {entry}")
             return entry
         entry.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale(entry.parent)
-        staging, lock = _staging(entry.parent)
+        remove_unlocked(entry.parent, PARTIAL)
+        staging, lock = locked_mkdtemp(entry.parent, PARTIAL)
         try:
             make(staging)
             os.rename(staging, entry)
@@ -77,29 +77,3 @@ class Cache:
             os.close(lock)
         return entry
 
-
-def _staging(parent: Path) -> tuple[Path, int]:
-    """A new `.partial-*` folder and the fd of the lock held on it while it is filled.
-
-    It is made under another name and renamed once locked, so no sweeper can
-    ever see it unlocked.
-    """
-    fresh = Path(tempfile.mkdtemp(prefix=".new-", dir=parent))
-    lock = os.open(fresh, os.O_RDONLY | os.O_DIRECTORY)
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    staging = fresh.with_name(".partial-" + fresh.name.removeprefix(".new-"))
-    os.rename(fresh, staging)
-    return staging, lock
-
-
-def remove_stale(folder: Path) -> None:
-    """Remove the `.partial-*` folders of killed runs (no live run holds their lock)."""
-    for partial in folder.glob(".partial-*"):
-        with contextlib.suppress(OSError):
-            lock = os.open(partial, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                log.info(f"removing {partial.name}, left by a run that was killed")
-                shutil.rmtree(partial, ignore_errors=True)
-            finally:
-                os.close(lock)

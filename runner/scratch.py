@@ -4,10 +4,14 @@ The pipeline holds one `Scratch` for the whole run (`with Scratch() as s:`);
 signals reach it as the `Stopped` exception, so `__exit__` runs on SIGTERM,
 SIGINT and SIGHUP too, and no repeated signal cuts the removal short. If
 the runner is SIGKILLed while a child runs, that child's keeper removes the
-root (`keeper.remove_with_runner`). Nothing is created until a source or step
-asks for a folder.
+root (`keeper.remove_with_runner`); if no child ran, the next run does: a
+live run holds an `flock` on its root, so a `runner-*` folder nobody holds is
+a killed run's. Nothing is created until a source or step asks for a folder.
 """
 
+import contextlib
+import fcntl
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -25,12 +29,15 @@ class Scratch:
 
     def __init__(self) -> None:
         self._root: Path | None = None
+        self._lock = -1
         self._tools_tmp: Path | None = None
 
     def mkdtemp(self, prefix: str) -> Path:
         """A new empty folder that is gone when the run ends."""
         if self._root is None:
-            self._root = Path(tempfile.mkdtemp(prefix="runner-"))
+            tmp = Path(tempfile.gettempdir())
+            remove_unlocked(tmp, "runner-")
+            self._root, self._lock = locked_mkdtemp(tmp, "runner-")
             keeper.remove_with_runner(self._root)  # should the runner be SIGKILLed
         return Path(tempfile.mkdtemp(prefix=prefix, dir=self._root))
 
@@ -45,6 +52,7 @@ class Scratch:
         if self._root is not None:
             with signals.uninterruptible(final=True):
                 shutil.rmtree(self._root, ignore_errors=True)
+            os.close(self._lock)
             keeper.forget(self._root)
             self._root = self._tools_tmp = None
 
@@ -67,3 +75,32 @@ def tool_environ(env: Mapping[str, str]) -> dict[str, str]:
     if Scratch.current is None:
         return dict(env)
     return {**env, "TMPDIR": str(Scratch.current.tools_tmpdir())}
+
+
+def locked_mkdtemp(parent: Path, prefix: str) -> tuple[Path, int]:
+    """A new folder `parent/PREFIX*` and the fd of the `flock` held on it while it is in use.
+
+    It is made under a hidden name and renamed once locked, so `remove_unlocked`
+    never sees it unlocked.
+    """
+    fresh = Path(tempfile.mkdtemp(prefix=f".new-{prefix}", dir=parent))
+    lock = os.open(fresh, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    folder = fresh.with_name(fresh.name.removeprefix(".new-"))
+    os.rename(fresh, folder)
+    return folder, lock
+
+
+def remove_unlocked(parent: Path, prefix: str) -> None:
+    """Remove the `parent/PREFIX*` folders of runs that were killed (no live run locks them).
+
+    A folder we cannot open (another user's) is left alone.
+    """
+    for folder in parent.glob(f"{prefix}*"):
+        with contextlib.suppress(OSError):
+            lock = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(folder, ignore_errors=True)
+            finally:
+                os.close(lock)

@@ -174,3 +174,24 @@ def test_a_killed_runner_during_a_clone_leaves_no_client_and_no_temp_folder(
         wait_for(lambda: not list(tmp.iterdir()), 5, "the runner's temp folders to go")
     finally:
         runner.kill()
+
+
+def test_a_run_killed_with_no_child_running_leaves_its_temp_folder_to_the_next_run(
+    tmp_path: Path, tmp: Path, silent_port: int
+) -> None:
+    runner = RunnerProcess([f"http://127.0.0.1:{silent_port}/svc.py", "--network-timeout", "60"],
+                           env={"TMPDIR": str(tmp)})
+    try:
+        wait_for(lambda: list(tmp.glob("runner-*/download-*")), 20, "the download to start")
+        runner.signal(signal.SIGKILL)  # waiting on the server: no child, no keeper to clean up
+        runner.finish()
+    finally:
+        runner.kill()
+    left = list(tmp.iterdir())
+    assert left, "nothing was left to clean up"
+
+    svc = write_service(tmp_path / "svc")
+    (svc / "setup.sh").write_text("true\n")
+    again = run_runner([svc, "--requirements-only"], env={"TMPDIR": str(tmp)})
+    assert again.proc.returncode == 0, again.stderr
+    assert list(tmp.iterdir()) == []
