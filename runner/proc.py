@@ -63,7 +63,8 @@ def spawn(
     finally:
         os.close(report)
     if len(pid) != keeper.PID_BYTES:  # the keeper failed before its program started
-        end(child)
+        child.main_pid = child.pid  # its own group: all there may be to end
+        end(child, grace=0)
         raise OSError(f"could not start {argv[0]}: its keeper exited {child.returncode}")
     child.main_pid = int.from_bytes(pid, "little")
     for stream in (child.stdout, child.stderr):
