@@ -5,7 +5,7 @@ signals reach it as the `Stopped` exception, so `__exit__` runs on SIGTERM,
 SIGINT and SIGHUP too, and no repeated signal cuts the removal short. If
 the runner is SIGKILLed while a child runs, that child's keeper removes the
 root (`keeper.remove_with_runner`); if no child ran, the next run does: a
-live run holds an `flock` on its root, so a `runner-*` folder nobody holds is
+live run holds an `flock` on its root, so a `runner-run-*` folder nobody holds is
 a killed run's. Nothing is created until a source or step asks for a folder.
 """
 
@@ -19,6 +19,9 @@ from pathlib import Path
 from types import TracebackType
 
 from runner import keeper, signals
+
+#: The run's root in TMPDIR; no other folder may be named so (they would be swept).
+ROOT_PREFIX = "runner-run-"
 
 
 class Scratch:
@@ -36,8 +39,8 @@ class Scratch:
         """A new empty folder that is gone when the run ends."""
         if self._root is None:
             tmp = Path(tempfile.gettempdir())
-            remove_unlocked(tmp, "runner-")
-            self._root, self._lock = locked_mkdtemp(tmp, "runner-")
+            remove_unlocked(tmp, ROOT_PREFIX)
+            self._root, self._lock = locked_mkdtemp(tmp, ROOT_PREFIX)
             keeper.remove_with_runner(self._root)  # should the runner be SIGKILLed
         return Path(tempfile.mkdtemp(prefix=prefix, dir=self._root))
 

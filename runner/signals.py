@@ -39,7 +39,8 @@ def quitting() -> bool:
 
 
 def install() -> dict[signal.Signals, Handler]:
-    """Take the stop signals (before the supervisor runs); returns the previous handlers."""
+    """Take the stop signals for a new run; returns the previous handlers."""
+    _state.received, _state.raised, _state.cleaning = None, False, 0
     return {s: signal.signal(s, _on_stop) for s in STOP_SIGNALS}
 
 

@@ -182,7 +182,7 @@ def test_a_run_killed_with_no_child_running_leaves_its_temp_folder_to_the_next_r
     runner = RunnerProcess([f"http://127.0.0.1:{silent_port}/svc.py", "--network-timeout", "60"],
                            env={"TMPDIR": str(tmp)})
     try:
-        wait_for(lambda: list(tmp.glob("runner-*/download-*")), 20, "the download to start")
+        wait_for(lambda: list(tmp.glob("runner-run-*/download-*")), 20, "the download to start")
         runner.signal(signal.SIGKILL)  # waiting on the server: no child, no keeper to clean up
         runner.finish()
     finally:

@@ -145,5 +145,5 @@ def test_tools_get_a_tmpdir_inside_the_runners_scratch_folder(tmp_path: Path, tm
         runner.kill()
     assert code == 143
     made = Path((svc / "made.txt").read_text().strip())
-    assert made.parent.parent.parent == tmp and made.parent.parent.name.startswith("runner-")
+    assert made.parent.parent.parent == tmp and made.parent.parent.name.startswith("runner-run-")
     assert list(tmp.iterdir()) == []
