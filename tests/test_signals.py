@@ -7,6 +7,7 @@ is empty afterwards; processes are checked by PID and start time.
 import functools
 import http.server
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from archives import tar_bytes
-from helpers import RunnerProcess, read_pid, running, service_source, write_service
+from helpers import RunnerProcess, read_pid, running, service_source, wait_for, write_service
 
 
 def test_a_second_sigterm_does_not_cut_a_tools_stop_short(tmp_path: Path, tmp: Path) -> None:
@@ -146,4 +147,24 @@ def test_tools_get_a_tmpdir_inside_the_runners_scratch_folder(tmp_path: Path, tm
     assert code == 143
     made = Path((svc / "made.txt").read_text().strip())
     assert made.parent.parent.parent == tmp and made.parent.parent.name.startswith("runner-run-")
+    assert list(tmp.iterdir()) == []
+
+
+def test_sigterm_during_pip_install_leaves_none_of_pips_temp_folders(
+    tmp_path: Path, tmp: Path
+) -> None:
+    with socket.socket() as index:  # an index that takes the connection and never answers
+        index.bind(("127.0.0.1", 0))
+        index.listen(8)
+        svc = write_service(tmp_path / "svc")
+        (svc / "requirements.txt").write_text(
+            f"--index-url http://127.0.0.1:{index.getsockname()[1]}/simple\nsome-package\n")
+        runner = RunnerProcess([svc], env={"TMPDIR": str(tmp), "PIP_NO_CACHE_DIR": "1"})
+        try:
+            wait_for(lambda: list(tmp.glob("**/pip-*")), 60, "pip to make its temp folders")
+            runner.signal(signal.SIGTERM)
+            code = runner.finish(timeout=30)
+        finally:
+            runner.kill()
+    assert code == 143, runner.stderr
     assert list(tmp.iterdir()) == []
