@@ -32,6 +32,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -44,7 +45,6 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
 #: The keeper's status when it failed itself (a bug; its program is killed).
 KEEPER_FAILED = 70
 PID_BYTES = 4
-MAX_FD = 2**31 - 1
 
 _folders: list[str] = []
 
@@ -69,8 +69,8 @@ def preexec(report: int) -> Callable[[], None]:
     import ctypes
 
     prctl = ctypes.CDLL(None, use_errno=True).prctl
-    runner = os.getpid()
-    folders = tuple(_folders)
+    plan = _Plan(runner=os.getpid(), report=report, folders=tuple(_folders),
+                 max_fd=os.sysconf("SC_OPEN_MAX"))
 
     def split() -> None:
         keeper = os.getpid()
@@ -86,25 +86,34 @@ def preexec(report: int) -> Callable[[], None]:
                 os._exit(KEEPER_FAILED)
             return
         try:
-            _keep(prctl, program, runner, report, folders)
+            _keep(prctl, program, plan)
         finally:
             os._exit(KEEPER_FAILED)  # never back into subprocess: it would exec a second time
 
     return split
 
 
-def _keep(prctl: Callable[..., int], program: int, runner: int, report: int,
-          folders: tuple[str, ...]) -> NoReturn:
+@dataclass(frozen=True)
+class _Plan:
+    """What a keeper knows from the runner, gathered before the fork."""
+
+    runner: int  # its pid
+    report: int  # the pipe the program's pid is written to
+    folders: tuple[str, ...]  # removed if the runner dies
+    max_fd: int  # no fd can be above the limit it was opened under
+
+
+def _keep(prctl: Callable[..., int], program: int, plan: _Plan) -> NoReturn:
     """The keeper's whole life: wait for the program or the runner, then leave nothing."""
     signal.set_wakeup_fd(-1)  # the runner's, inherited: never write to its pipe
     for signum in FORWARDED:
         signal.signal(signum, lambda s, _frame: _signal_group(program, s))
     with contextlib.suppress(OSError):  # also done by the program: whichever runs first
         os.setpgid(program, program)
-    _detach(keep=report)
-    os.write(report, program.to_bytes(PID_BYTES, "little"))
-    os.close(report)
-    runner_died = _runner_ends_first(runner, program)
+    _detach(keep=plan.report, max_fd=plan.max_fd)
+    os.write(plan.report, program.to_bytes(PID_BYTES, "little"))
+    os.close(plan.report)
+    runner_died = _runner_ends_first(plan.runner, program)
     if runner_died:
         _signal_group(program, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
@@ -112,12 +121,12 @@ def _keep(prctl: Callable[..., int], program: int, runner: int, report: int,
     _, status = os.waitpid(program, 0)
     reap_orphans()
     if runner_died:
-        for folder in folders:
+        for folder in plan.folders:
             shutil.rmtree(folder, ignore_errors=True)
     _exit_as(prctl, status)
 
 
-def _detach(keep: int) -> None:
+def _detach(keep: int, max_fd: int) -> None:
     """Hold none of the runner's files: stdio on /dev/null, every other fd but `keep` closed.
 
     Otherwise the runner would not see its pipes end, nor `subprocess` its exec.
@@ -126,7 +135,7 @@ def _detach(keep: int) -> None:
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.closerange(3, keep)  # close_range(2): one system call each
-    os.closerange(keep + 1, MAX_FD)
+    os.closerange(keep + 1, max_fd)
 
 
 def _runner_ends_first(runner: int, program: int) -> bool:
