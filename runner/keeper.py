@@ -134,8 +134,16 @@ def _detach(keep: int, max_fd: int) -> None:
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
-    os.closerange(3, keep)  # close_range(2): one system call each
-    os.closerange(keep + 1, max_fd)
+    # The open fds from /proc, not close_range(2): a container's seccomp profile may deny
+    # it, and closing every number up to a limit of 2**20 one by one takes 0.1 s.
+    try:
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(max_fd))
+    for fd in fds:
+        if fd > 2 and fd != keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def _runner_ends_first(runner: int, program: int) -> bool:
