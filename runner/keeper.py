@@ -38,6 +38,7 @@ from typing import NoReturn
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 #: Signals sent to a keeper's own pid that it passes on to its program's group.
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
@@ -105,6 +106,7 @@ class _Plan:
 
 def _keep(prctl: Callable[..., int], program: int, plan: _Plan) -> NoReturn:
     """The keeper's whole life: wait for the program or the runner, then leave nothing."""
+    prctl(PR_SET_NAME, b"runner-keeper")  # `ps -o comm`, top: not a second runner
     signal.set_wakeup_fd(-1)  # the runner's, inherited: never write to its pipe
     for signum in FORWARDED:
         signal.signal(signum, lambda s, _frame: _signal_group(program, s))
