@@ -49,36 +49,26 @@ subprocess.Popen(["sh", "-c", "echo $$ > child.pid; exec sleep 2002"])
 """
 
 
-def test_a_services_daemon_ends_with_a_normal_stop(tmp_path: Path, tmp: Path) -> None:
-    svc = write_service(tmp_path / "svc", SPAWNING)
-    runner = RunnerProcess([svc], env={"TMPDIR": str(tmp)})
-    try:
-        runner.wait_http()
-        daemon, child = read_pid(svc / "daemon.pid"), read_pid(svc / "child.pid")
-        runner.signal(signal.SIGTERM)
-        code = runner.finish()
-        left = [p for p in (daemon, child) if running(*p)]  # at once: the runner waited for them
-    finally:
-        runner.kill()
-    assert code == 0, runner.stderr
-    assert left == []
-    assert list(tmp.iterdir()) == []
-
-
-def test_a_killed_runner_takes_every_descendant_of_the_service_with_it(
-    tmp_path: Path, tmp: Path
+@pytest.mark.parametrize(("signum", "within"), [
+    (signal.SIGTERM, 0),  # a normal stop: the runner waits for them, they are gone at once
+    (signal.SIGKILL, 5),  # the runner cannot wait: its keeper ends them
+], ids=["sigterm", "sigkill"])
+def test_every_descendant_of_the_service_ends_with_the_runner(
+    tmp_path: Path, tmp: Path, signum: int, within: float
 ) -> None:
     svc = write_service(tmp_path / "svc", SPAWNING)
     runner = RunnerProcess([svc], env={"TMPDIR": str(tmp)})
     try:
         runner.wait_http()
         daemon, child = read_pid(svc / "daemon.pid"), read_pid(svc / "child.pid")
-        runner.signal(signal.SIGKILL)
-        runner.finish()
-        wait_for(lambda: not running(*daemon) and not running(*child), 5,
-                 "the service's descendants to end")
+        runner.signal(signum)
+        code = runner.finish()
+        wait_for(lambda: not running(*daemon) and not running(*child), within,
+                 "the service's daemon and child to end")
     finally:
         runner.kill()
+    assert code == (0 if signum == signal.SIGTERM else -signal.SIGKILL), runner.stderr
+    assert list(tmp.iterdir()) == []
 
 
 def test_a_daemon_started_by_setup_sh_ends_with_the_install(tmp_path: Path, tmp: Path) -> None:
