@@ -33,14 +33,18 @@ READY_LINE = "service ready on"
 
 
 def service_pid(runner_pid: int) -> int:
-    """The runner's one child: the service (the runner starts nothing else with --code-only)."""
+    """The service: the one child of the runner's one child, its keeper (`runner/keeper.py`).
+
+    With --code-only the runner starts nothing else.
+    """
     found: list[int] = []
 
-    def one_child() -> bool:
-        found[:] = children(runner_pid)
+    def one_service() -> bool:
+        keepers = children(runner_pid)
+        found[:] = children(keepers[0]) if len(keepers) == 1 else []
         return len(found) == 1
 
-    wait_until(one_child, 10, f"one child of the runner (pid {runner_pid})")
+    wait_until(one_service, 10, f"the service of the runner (pid {runner_pid})")
     return found[0]
 
 

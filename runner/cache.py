@@ -3,18 +3,22 @@
 An entry is a folder named by a hash of its kind and key (URL + resolved
 revision, lab key + hash, ...). It is filled in a temporary folder beside it
 and renamed into place only when complete, so a run killed mid-fetch never
-leaves a half entry that a later run would trust.
+leaves a half entry that a later run would trust. The filling run holds an
+`flock` on its `.partial-*` folder; one nobody holds belongs to a run that was
+killed (`kill -9`), and the next fill of that kind removes it.
 """
 
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from runner import log
 from runner.config import Config
+from runner.scratch import locked_mkdtemp, remove_unlocked
+
+PARTIAL = ".partial-"
 
 
 def cache_root(config: Config) -> Path:
@@ -60,7 +64,8 @@ class Cache:
             log.info(f"using cached {kind} in {entry}")
             return entry
         entry.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=entry.parent))
+        remove_unlocked(entry.parent, PARTIAL)
+        staging, lock = locked_mkdtemp(entry.parent, PARTIAL)
         try:
             make(staging)
             os.rename(staging, entry)
@@ -69,4 +74,6 @@ class Cache:
                 raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            os.close(lock)
         return entry
+

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from runner import log, pipeline
+from runner import log, pipeline, signals
 from runner.config import DEFAULT_PORT, RESTART_POLICIES, Config, env_path
 from runner.errors import RunnerError, Stopped, UsageError
 
@@ -173,13 +173,9 @@ def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
     )
 
 
-def _raise_stopped(signum: int, _frame: object) -> None:
-    raise Stopped(signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the pipeline; return the contract's exit code."""
-    previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = signals.install()
     try:
         config = parse(sys.argv[1:] if argv is None else argv, os.environ)
         for secret in (config.lab_token, os.environ.get("GIT_TOKEN")):

@@ -1,9 +1,10 @@
 """Starting child processes the way every part of the runner needs them.
 
-Children get their own process group (so a stop reaches all they started),
-die with the runner even when it is SIGKILLed (Linux parent-death signal),
-and are never run through a shell. `run_tool` runs a one-off tool (pip,
-setup.sh, a VCS client) with its output shown and its last lines kept.
+Children are contained (`keeper.py`: nothing they start outlives them or the
+runner, even when it is SIGKILLed), get their own process group (so a stop
+reaches all they started), and are never run through a shell. `end` is the
+one clean-up of every child. `run_tool` runs a one-off tool (pip, setup.sh,
+a VCS client) with its output shown and its last lines kept.
 """
 
 import contextlib
@@ -16,29 +17,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import log
+from runner import keeper, log, signals
 from runner.output import Tail, pump
+from runner.scratch import tool_environ
 
-PR_SET_PDEATHSIG = 1
 KILL_GRACE = 5.0
 
 
-def die_with_parent() -> Callable[[], None]:
-    """A `preexec_fn` that makes the child get SIGKILL when the runner dies.
+class Child(subprocess.Popen[bytes]):
+    """A started program under its keeper (`runner/keeper.py`).
 
-    ctypes is loaded here, in the parent, so the forked child only calls prctl.
+    `pid` (what `poll` and `wait` follow) is the keeper's: it exits with the
+    program's status once the program and every descendant are gone.
+    `main_pid` is the program's own pid and the id of its process group.
     """
-    import ctypes
 
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the runner died before prctl took effect
-            os._exit(1)
-
-    return preexec
+    main_pid: int
 
 
 def spawn(
@@ -48,46 +42,74 @@ def spawn(
     env: Mapping[str, str],
     merge_output: bool = False,
     stdin: int = subprocess.DEVNULL,
-) -> subprocess.Popen[bytes]:
-    """Start `argv` in a new process group with piped, non-blocking output."""
-    child = subprocess.Popen(
-        [os.fspath(a) for a in argv],
-        cwd=cwd,
-        env=dict(env),
-        stdin=stdin,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT if merge_output else subprocess.PIPE,
-        process_group=0,
-        preexec_fn=die_with_parent(),
-    )
+) -> Child:
+    """Start `argv` contained, in a new process group, with piped, non-blocking output."""
+    report, reported = os.pipe()
+    try:
+        try:
+            child = Child(
+                [os.fspath(a) for a in argv],
+                cwd=cwd,
+                env=dict(env),
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT if merge_output else subprocess.PIPE,
+                process_group=0,
+                preexec_fn=keeper.preexec(reported),
+            )
+        finally:
+            os.close(reported)
+        pid = os.read(report, keeper.PID_BYTES)
+    finally:
+        os.close(report)
+    if len(pid) != keeper.PID_BYTES:  # the keeper failed before its program started
+        child.main_pid = child.pid  # its own group: all there may be to end
+        end(child, grace=0)
+        raise OSError(f"could not start {argv[0]}: its keeper exited {child.returncode}")
+    child.main_pid = int.from_bytes(pid, "little")
     for stream in (child.stdout, child.stderr):
         if stream is not None:
             os.set_blocking(stream.fileno(), False)
     return child
 
 
-def signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
-    """Send `signum` to the child's whole process group, if any of it is left."""
+def signal_group(child: Child, signum: int) -> None:
+    """Send `signum` to the program's whole process group, if any of it is left."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(child.pid, signum)
+        os.killpg(child.main_pid, signum)
 
 
-def stop(child: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
-    """End a child and its group: SIGTERM, then SIGKILL after `grace` seconds."""
-    if child.poll() is None:
-        signal_group(child, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(grace)
-    signal_group(child, signal.SIGKILL)
-    child.wait()
+def end(child: Child, grace: float = KILL_GRACE) -> None:
+    """The one clean-up of every child: end it and its group, close its pipes.
+
+    A child still running gets SIGTERM and, `grace` seconds later (at once
+    after SIGQUIT), SIGKILL. No signal cuts this short: a stop that comes
+    meanwhile is raised after it (`signals.uninterruptible`).
+    """
+    with signals.uninterruptible():
+        if child.poll() is None and grace > 0 and not signals.quitting():
+            signal_group(child, signal.SIGTERM)
+            try:
+                child.wait(grace)
+            except subprocess.TimeoutExpired:
+                name = os.path.basename(os.fspath(child.args[0]))  # type: ignore[index]
+                log.warn(f"{name} still running {grace:g} s after SIGTERM: killing it")
+        signal_group(child, signal.SIGKILL)
+        child.wait()
+        for pipe in (child.stdin, child.stdout, child.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):  # a buffered write to a dead reader
+                    pipe.close()
 
 
 @dataclass
 class Finished:
-    """How a tool ended: its exit status (None when it timed out) and last lines."""
+    """How a child ended: its exit status (None: it went silent for the timeout), its last
+    lines, and its whole stdout when the caller kept it to read an answer."""
 
     returncode: int | None
     tail: Tail = field(default_factory=Tail)
+    stdout: str = ""
 
     @property
     def ok(self) -> bool:
@@ -106,7 +128,7 @@ def run_tool(
     `timeout` counts from the last output, so a slow but talking download is
     not cut off; a tool silent that long ends with returncode None.
     """
-    child = spawn(argv, cwd=cwd, env=env, merge_output=True)
+    child = spawn(argv, cwd=cwd, env=tool_environ(env), merge_output=True)
     finished = Finished(returncode=None)
     shown = log.Passthrough()
     assert child.stdout is not None
@@ -122,8 +144,29 @@ def run_tool(
     return finished
 
 
+def capture(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float | None,
+) -> Finished:
+    """Run a tool to its end for its answer: stdout kept whole, stderr's last lines, not shown.
+
+    `timeout` as for `run_tool`; None waits as long as it runs (local work).
+    """
+    child = spawn(argv, cwd=cwd, env=tool_environ(env))
+    out = bytearray()
+    finished = Finished(returncode=None)
+    assert child.stdout is not None and child.stderr is not None
+    sinks = {child.stdout.fileno(): out.extend, child.stderr.fileno(): finished.tail.feed}
+    finished.returncode = drain(child, sinks, timeout)
+    finished.stdout = out.decode("utf-8", "replace")
+    return finished
+
+
 def drain(
-    child: subprocess.Popen[bytes],
+    child: Child,
     sinks: Mapping[int, Callable[[bytes], object]],
     timeout: float | None,
 ) -> int | None:
@@ -140,14 +183,11 @@ def drain(
         return _follow(child, pidfd, dict(sinks), timeout)
     finally:
         os.close(pidfd)
-        stop(child)
-        for pipe in (child.stdout, child.stderr):
-            if pipe is not None:
-                pipe.close()
+        end(child)
 
 
 def _follow(
-    child: subprocess.Popen[bytes],
+    child: Child,
     pidfd: int,
     sinks: dict[int, Callable[[bytes], object]],
     timeout: float | None,

@@ -311,3 +311,32 @@ def build_wheel(folder: Path, name: str, version: str = "1.0", source: str = "")
         for path, data in files.items():
             zf.writestr(path, data)
     return wheel
+
+
+def start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (start time in clock ticks); None once it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def running(pid: int, started: int) -> bool:
+    """Whether the process that had this PID and start time is still there."""
+    return start_time(pid) == started
+
+
+def read_pid(file: Path, timeout: float = 20) -> tuple[int, int]:
+    """The PID a script wrote to `file`, with its start time.
+
+    A process that may end before the test looks writes its start time after
+    its PID (`echo $$ $(cut -d" " -f22 /proc/$$/stat)`).
+    """
+    text = wait_for(lambda: file.exists() and file.read_text().strip(), timeout,
+                    f"a pid in {file.name}")
+    pid, *written = map(int, str(text).split())
+    started = written[0] if written else start_time(pid)
+    assert started is not None, f"process {pid} ended before the test saw it"
+    return pid, started

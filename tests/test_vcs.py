@@ -498,3 +498,38 @@ def test_stop_while_fetching_leaves_nothing(silent_server: tuple[int, list[socke
     assert leftovers(tmpdir_env) == []
     wait_for(lambda: not any(f"{port}/stuck" in argv for argv in _cmdlines()), 5,
              "git processes to end")
+
+
+# ---------------------------------------------------------------- option injection
+
+
+def test_hg_rev_cannot_load_an_extension(repos: dict[str, dict[str, str]], tmp_path: Path) -> None:
+    """hg reads `--config` anywhere in its argument list, `--` or not: refuse it before hg runs."""
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.py"
+    evil.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    base = repos["hg"]["default"]
+    rev = f"--config=extensions.x={evil}"
+    expect_error([f"{base}@{rev}"], f"revision {rev!r} of {base} starts with '-': hg would "
+                 "read it as an option; name a branch, tag or revision that does not start "
+                 "with '-'", env=CLIENT_ENV)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(("vcs", "rev"), [
+    ("git", "--upload-pack=touch"), ("hg", "--debugger"), ("svn", "-r1"), ("bzr", "-Derror"),
+])
+def test_a_rev_that_looks_like_an_option_is_refused(
+    repos: dict[str, dict[str, str]], vcs: str, rev: str
+) -> None:
+    base = repos[vcs]["default"]
+    client = {"bzr": "brz"}.get(vcs, vcs)
+    expect_error([f"{base}@{rev}"], f"revision {rev!r} of {base} starts with '-': {client} "
+                 "would read it as an option; name a branch, tag or revision that does not "
+                 "start with '-'", env=CLIENT_ENV)
+
+
+def test_a_git_url_that_looks_like_an_option_is_refused() -> None:
+    expect_error(["git+-oProxyCommand=touch@host:org/repo.git"],
+                 "the URL -oProxyCommand=touch@host:org/repo.git starts with '-': git would "
+                 "read it as an option; give a URL that starts with a scheme such as https://")

@@ -11,22 +11,21 @@ are variants of one supervisor.
 import os
 import select
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import log
+from runner import log, signals
 from runner.config import Config
 from runner.errors import ServiceError
 from runner.output import Tail, pump, write_all
-from runner.proc import signal_group, spawn
+from runner.proc import Child, end, signal_group, spawn
 from runner.supervisor.backoff import Backoff
 from runner.supervisor.readiness import group_listens, port_in_use
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOP_SIGNALS = signals.STOP_SIGNALS
 WAITING_WARNING_EVERY = 30.0
 SECOND_STOP_AFTER = 0.5  # a repeated stop sooner than this is a duplicate, not a person
 
@@ -69,7 +68,7 @@ def exit_status(returncode: int) -> int:
 class Run:
     """One start of the service."""
 
-    child: subprocess.Popen[bytes]
+    child: Child
     pidfd: int
     started: float = field(default_factory=time.monotonic)
     ready_after: float | None = None
@@ -128,7 +127,7 @@ class Supervisor:
         """Start the service once."""
         return self.track(spawn(self.argv, cwd=self.cwd, env=self.env))
 
-    def track(self, child: subprocess.Popen[bytes]) -> Run:
+    def track(self, child: Child) -> Run:
         """Supervise a just-started service process: its exit and its output."""
         self.tail = Tail()  # errors quote the last run only
         run = Run(child=child, pidfd=os.pidfd_open(child.pid))
@@ -137,7 +136,7 @@ class Supervisor:
             run.fds[pipe.fileno()] = self._passthrough(ours)
             self._poller.register(pipe.fileno(), select.POLLIN)
         self._poller.register(run.pidfd, select.POLLIN)
-        log.info(f"service started (pid {child.pid}) on port {self.config.port}")
+        log.info(f"service started (pid {child.main_pid}) on port {self.config.port}")
         return run
 
     def serve(self, run: Run) -> int:
@@ -234,18 +233,28 @@ class Supervisor:
 
         Only SIGINT, and only a while after the first stop: tools that signal a
         whole process tree (`timeout`, cgroup-wide SIGTERM) repeat a stop at once,
-        and that must not cut the service's graceful drain short.
+        and that must not cut the service's graceful drain short. SIGHUP (a
+        terminal closing) is a stop like SIGTERM; SIGQUIT kills without a drain.
         """
         if self.stop_signum is not None:
             if run is not None and signum == signal.SIGINT and self._forcible():
                 log.warn("second Ctrl+C (SIGINT): killing the service now")
                 signal_group(run.child, signal.SIGKILL)
+            elif run is not None and signum == signal.SIGQUIT:
+                self._quit(run)
             return
         self.stop_signum = signum
         self._stop_requested_at = time.monotonic()
         if run is not None:
             log.info(f"{signal.Signals(signum).name} received")
-            self.stop_service(run)
+            if signum == signal.SIGQUIT:
+                self._quit(run)
+            else:
+                self.stop_service(run)
+
+    def _quit(self, run: Run) -> None:
+        log.warn("SIGQUIT received: killing the service now, without a graceful stop")
+        signal_group(run.child, signal.SIGKILL)
 
     def _forcible(self) -> bool:
         return time.monotonic() - self._stop_requested_at >= SECOND_STOP_AFTER
@@ -272,7 +281,7 @@ class Supervisor:
         return _earliest(*timers, self.timer())
 
     def _probe(self, run: Run) -> None:
-        if group_listens(run.child.pid, self.config.port):
+        if group_listens(run.child.main_pid, self.config.port):
             run.ready_after = run.ran_for
             log.info(f"service ready on :{self.config.port} after {run.ready_after:.2f} s")
             self.on_ready(run)
@@ -309,10 +318,7 @@ class Supervisor:
             self._poller.unregister(fd)
         self._poller.unregister(run.pidfd)
         os.close(run.pidfd)
-        signal_group(run.child, signal.SIGKILL)
-        for pipe in (run.child.stdout, run.child.stderr):
-            if pipe is not None:
-                pipe.close()
+        end(run.child, grace=0)
         self._stop_deadline = None
 
     def _drain_wakeup(self, run: Run | None) -> None:

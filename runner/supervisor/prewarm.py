@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from runner.proc import spawn, stop
+from runner.proc import Child, end, spawn
 
 MAX_FILES = 500
 MAX_FILE_BYTES = 1_000_000
@@ -94,7 +94,7 @@ class Zygote:
     def alive(self) -> bool:
         return self.child.poll() is None
 
-    def go(self) -> subprocess.Popen[bytes]:
+    def go(self) -> Child:
         """Let it run the service; from now on it is the service process."""
         assert self.child.stdin is not None
         self.child.stdin.write(b"g")
@@ -103,9 +103,4 @@ class Zygote:
 
     def discard(self) -> None:
         """End it unused (the environment changed, or the runner is done)."""
-        if self.child.stdin is not None and not self.child.stdin.closed:
-            self.child.stdin.close()
-        stop(self.child, grace=0)
-        for pipe in (self.child.stdout, self.child.stderr):
-            if pipe is not None:
-                pipe.close()
+        end(self.child, grace=0)

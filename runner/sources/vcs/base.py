@@ -3,17 +3,15 @@
 A backend answers two questions for one parsed URL: which revision `@rev`
 names on the remote (`resolve`, cheap: it keys the cache before anything is
 downloaded) and how to put that revision into a folder (`fetch`, which
-returns the revision it checked out). Clients run without a shell, in their
-own process group, and are given up when they stay silent for the network
-timeout.
+returns the revision it checked out). Clients run as every child of the
+runner does (`proc`: no shell, contained, TMPDIR in the run's scratch) and
+are given up when they stay silent for the network timeout.
 """
 
 import os
 import shutil
-import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,21 +19,8 @@ from runner import log
 from runner.config import Config
 from runner.errors import ResolveError
 from runner.output import Tail
-from runner.proc import Finished, drain, run_tool, spawn
+from runner.proc import Finished, capture, run_tool
 from runner.sources.vcs.url import VcsUrl
-
-
-@dataclass
-class Ran:
-    """A client run whose output we read: its status (None: went silent), stdout, stderr tail."""
-
-    returncode: int | None
-    stdout: str = ""
-    tail: Tail = field(default_factory=Tail)
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
 
 
 class Backend(ABC):
@@ -73,11 +58,32 @@ class Backend(ABC):
     def check(self) -> None:
         """Refuse what this backend cannot do before any network traffic."""
         _ = self.binary
+        self._refuse_options()
         if self.url.has_credentials and self.credentials_hint:
             raise ResolveError(
                 f"credentials in {self.name}+ URLs are not supported (they would show in "
                 f"the {self.binaries[0]} command line): remove them from the URL and "
                 f"{self.credentials_hint}"
+            )
+
+    def _refuse_options(self) -> None:
+        """A rev or URL starting with `-` would be read as a client option: refuse it.
+
+        `--` is not enough: hg reads `--config` and `--debugger` anywhere in its
+        arguments (`@--config=extensions.x=evil.py` would run evil.py), so the
+        value never reaches a client. Revs are also passed as `--rev=VALUE`.
+        """
+        client = os.path.basename(self.binary)
+        if self.url.rev and self.url.rev.startswith("-"):
+            raise ResolveError(
+                f"revision {self.url.rev!r} of {self.url.display} starts with '-': {client} "
+                "would read it as an option; name a branch, tag or revision that does not "
+                "start with '-'"
+            )
+        if self.url.url.startswith("-"):
+            raise ResolveError(
+                f"the URL {self.url.url} starts with '-': {client} would read it as an "
+                "option; give a URL that starts with a scheme such as https://"
             )
 
     @abstractmethod
@@ -104,10 +110,15 @@ class Backend(ABC):
         """The client's environment: ours plus what the backend adds."""
         return dict(os.environ)
 
-    def query(self, argv: Sequence[str]) -> Ran:
-        """Run a short client command and read its answer (not shown to the user)."""
-        child = spawn(argv, cwd=Path.cwd(), env=self.environ())
-        return follow(child, self.timeout)
+    def query(self, argv: Sequence[str | os.PathLike[str]], cwd: Path | None = None,
+              local: bool = False) -> Finished:
+        """Run a client command and read its answer (not shown to the user).
+
+        Only commands that talk to the remote get the network timeout; `local`
+        work (a checkout) takes as long as it takes.
+        """
+        return capture(argv, cwd=cwd or Path.cwd(), env=self.environ(),
+                       timeout=None if local else self.timeout)
 
     def run(self, argv: Sequence[str | os.PathLike[str]], cwd: Path) -> Finished:
         """Run a long client command (a checkout) with its output shown."""
@@ -137,16 +148,3 @@ class Backend(ABC):
         """Whether the repository itself can be read (to tell a bad revision from a bad URL)."""
         return False
 
-
-def follow(child: subprocess.Popen[bytes], timeout: float | None) -> Ran:
-    """Read a child's stdout (kept whole) and stderr (its tail) until it exits.
-
-    `timeout` None waits as long as the child runs (local work such as a checkout).
-    """
-    out = bytearray()
-    ran = Ran(returncode=None)
-    assert child.stdout is not None and child.stderr is not None
-    sinks = {child.stdout.fileno(): out.extend, child.stderr.fileno(): ran.tail.feed}
-    ran.returncode = drain(child, sinks, timeout)
-    ran.stdout = out.decode("utf-8", "replace")
-    return ran

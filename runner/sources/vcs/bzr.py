@@ -25,8 +25,8 @@ class BzrBackend(Backend):
         self.revno: str | None = None
 
     def resolve(self) -> str:
-        argv = [self.binary, "revision-info", "-d", self.url.url]
-        ran = self.query([*argv, "-r", self.url.rev] if self.url.rev else argv)
+        argv = [self.binary, "revision-info", f"--directory={self.url.url}"]
+        ran = self.query([*argv, f"--revision={self.url.rev}"] if self.url.rev else argv)
         if not ran.ok:
             raise self.failed(ran.returncode, ran.tail)
         self.revno, revid = ran.stdout.split()[:2]
@@ -34,14 +34,14 @@ class BzrBackend(Backend):
 
     def fetch(self, dest: Path, revision: str | None) -> str:
         revid = revision or self.resolve()
-        finished = self.run([self.binary, "export", "-r", f"revid:{revid}", "--", dest,
+        finished = self.run([self.binary, "export", f"--revision=revid:{revid}", "--", dest,
                              self.url.url], cwd=dest.parent)
         if not finished.ok:
             raise self.failed(finished.returncode, finished.tail)
         return revid
 
     def reachable(self) -> bool:
-        return self.query([self.binary, "revision-info", "-d", self.url.url]).ok
+        return self.query([self.binary, "revision-info", f"--directory={self.url.url}"]).ok
 
     def describe(self, revision: str) -> str:
         return f"revision {self.revno} ({revision})" if self.revno else f"revision {revision}"

@@ -9,9 +9,10 @@ blob deleted long ago then costs one commit's files. With a cache, an
 Credentials (from the URL or `GIT_TOKEN`) reach git as an `http.extraHeader`
 in `GIT_CONFIG_*` environment variables, scoped to the repository's host:
 never an argument, never `.git/config` (whose remote URL has none), never a
-log line. GitPython spawns git; we read its output ourselves so that a remote
-that goes silent ends after the network timeout (git's `--progress` keeps a
-healthy transfer talking) and a stop of the runner ends git with it.
+log line. git runs as every child does (`proc`), not through GitPython's
+`execute`, so that a remote that goes silent ends after the network timeout
+(git's `--progress` keeps a healthy transfer talking) and git and everything
+it starts end with the runner.
 """
 
 import base64
@@ -25,8 +26,8 @@ from runner import log
 from runner.config import Config
 from runner.errors import ResolveError
 from runner.output import Tail
-from runner.proc import die_with_parent
-from runner.sources.vcs.base import Backend, Ran, follow
+from runner.proc import Finished
+from runner.sources.vcs.base import Backend
 from runner.sources.vcs.url import VcsUrl
 
 FULL_SHA = re.compile(r"[0-9a-fA-F]{40}")
@@ -79,21 +80,13 @@ class GitBackend(Backend):
         env["GIT_CONFIG_COUNT"] = str(first + len(settings))
         return env
 
-    def git(self, args: Sequence[str | os.PathLike[str]], cwd: Path, local: bool = False) -> Ran:
-        """Run git through GitPython in its own process group, reading its output ourselves.
+    def git(self, args: Sequence[str | os.PathLike[str]], cwd: Path,
+            local: bool = False) -> Finished:
+        """Run git, contained as every child is (`proc.spawn`), reading its output ourselves.
 
         Only commands that talk to the remote get the network timeout.
         """
-        import git
-
-        handle = git.Git(cwd).execute(
-            [git.Git.GIT_PYTHON_GIT_EXECUTABLE or "git", *map(os.fspath, args)],
-            as_process=True,
-            env=self.environ(),
-            process_group=0,
-            preexec_fn=die_with_parent(),
-        )
-        return follow(handle.proc, None if local else self.timeout)
+        return self.query([self.binary, *args], cwd, local)
 
     def resolve(self) -> str | None:
         """The commit `@rev` names, from `ls-remote`; None for a short sha."""
@@ -134,7 +127,7 @@ class GitBackend(Backend):
         return head
 
     def _clone(self, dest: Path, rev: str | None) -> str:
-        branch = ["--branch", rev] if rev else []
+        branch = [f"--branch={rev}"] if rev else []
         ran = self.git(["clone", "--progress", "--depth", "1", *branch, "--", self.url.url, dest],
                        dest.parent)
         if rev and not ran.ok and "not found in upstream" in " ".join(ran.tail.lines()):
@@ -181,7 +174,7 @@ class GitBackend(Backend):
         except ValueError:  # cloned, but no commit to check out
             raise self._empty() from None
 
-    def _fetch(self, dest: Path, *args: str) -> Ran:
+    def _fetch(self, dest: Path, *args: str) -> Finished:
         """`git fetch` from the remote `origin`: options, then one refspec."""
         *options, refspec = args
         return self.git(["fetch", "--progress", *options, "--", "origin", refspec], dest)
@@ -202,7 +195,7 @@ class GitBackend(Backend):
             self._checked(self.git(["submodule", "update", "--init", "--recursive",
                                     "--progress"], dest))
 
-    def _checked(self, ran: Ran) -> None:
+    def _checked(self, ran: Finished) -> None:
         if not ran.ok:
             raise self.failed(ran.returncode, ran.tail)
 

@@ -22,15 +22,15 @@ class HgBackend(Backend):
 
     def resolve(self) -> str:
         ran = self.query([self.binary, "identify", "--noninteractive", "--debug", "--id",
-                          "-r", self.url.rev or "default", "--", self.url.url])
+                          f"--rev={self.url.rev or 'default'}", "--", self.url.url])
         if not ran.ok:
             raise self.failed(ran.returncode, ran.tail)
         return ran.stdout.split()[0]
 
     def fetch(self, dest: Path, revision: str | None) -> str:
         node = revision or self.resolve()
-        finished = self.run([self.binary, "clone", "--noninteractive", "-r", node, "-u", node,
-                             "--", self.url.url, dest], cwd=dest.parent)
+        finished = self.run([self.binary, "clone", "--noninteractive", f"--rev={node}",
+                             f"--updaterev={node}", "--", self.url.url, dest], cwd=dest.parent)
         if not finished.ok:
             raise self.failed(finished.returncode, finished.tail)
         return node
