@@ -34,6 +34,7 @@ POLL = 0.01  # seconds between looks at the log and at /ready while a service co
 STOP_MARGIN = 5.0  # beyond the runner's own stop timeout, before the runner gets SIGKILL
 CRASH_REPORT_WAIT = 1.0  # a runner whose service died gets this long to print its error line
 TAIL_LINES = 30
+PF_EXITING = 0x4  # /proc/PID/stat flags: the process has begun to exit
 
 
 class StartError(Exception):
@@ -236,9 +237,15 @@ def _children(pid: int) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie."""
+    """Whether a process exists and has not begun to exit.
+
+    A process that has begun to exit (the kernel's PF_EXITING flag) counts as
+    gone: its sockets close while it exits, so a test can see its connection
+    drop before the process is a zombie, and must then see it as crashed.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    state, flags = (stat.rsplit(")", 1)[1].split()[i] for i in (0, 6))
+    return state not in "ZX" and not int(flags) & PF_EXITING

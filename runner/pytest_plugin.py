@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -29,6 +29,7 @@ SCOPES = ("module", "function")
 MARKER_OPTIONS = ("code", "env", "args", "scope")
 DEFAULT_TIMEOUT = "120"  # seconds to install and start; a first pip install can take a while
 
+T = TypeVar("T")
 _USED = pytest.StashKey["LiveService"]()  # on a test item: the service its test used
 _KEPT = pytest.StashKey[list["LiveService"]]()  # on the config: --live-service-keep's services
 
@@ -167,7 +168,7 @@ def _started(
     config: pytest.Config, spec: Spec, tmp_path_factory: pytest.TempPathFactory
 ) -> LiveService:
     service = _new_service(config, spec, tmp_path_factory)
-    _start(service.start)
+    _starting(service.start)
     return service
 
 
@@ -181,35 +182,34 @@ def _pooled(
     service = pool.get(spec)
     if service is None:
         service = pool[spec] = _new_service(config, spec, tmp_path_factory)
-        _start(service.start)
+        _starting(service.start)
     elif service.failure is not None:
         pytest.fail(service.failure, pytrace=False)  # as for its first test: no second try
     elif service.crashed() is not None:
-        _start(service.restart)
+        _starting(service.restart)
     return service
 
 
 def _new_service(
     config: pytest.Config, spec: Spec, tmp_path_factory: pytest.TempPathFactory
 ) -> LiveService:
-    from runner.live_service import LiveService, StartError
+    from runner.live_service import LiveService
 
     log_path = tmp_path_factory.mktemp("live-service") / "output.log"
-    try:
-        return LiveService(spec, log_path, cwd=config.rootpath, keep=_keep(config),
-                           timeout=float(config.getini("live_service_timeout")))
-    except StartError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    timeout = float(config.getini("live_service_timeout"))
+    return _starting(lambda: LiveService(spec, log_path, cwd=config.rootpath, keep=_keep(config),
+                                      timeout=timeout))
 
 
-def _start(start: Callable[[], None]) -> None:
-    """Start (or restart) a service; one that does not come up errors the test with why."""
+def _starting(start: Callable[[], T]) -> T:
+    """Make or start a service; one that cannot come up errors the test with why."""
     from runner.live_service import StartError
 
     try:
-        start()
+        return start()
     except StartError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        why = str(exc)
+    pytest.fail(why, pytrace=False)  # outside `except`: no "during handling of" chain
 
 
 def _keep(config: pytest.Config) -> bool:

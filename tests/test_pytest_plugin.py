@@ -196,6 +196,83 @@ def test_default(live_service):
     run_inner(pytester).assert_outcomes(passed=1)
 
 
+READY_AFTER = """
+import time
+STARTED = time.monotonic()
+
+
+def status(path):
+    if path == "/ready":
+        return 200 if time.monotonic() - STARTED > {seconds} else 503
+    return 200
+"""
+
+
+def test_waits_for_a_ready_route_to_say_yes(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    svc = write_service(tmp_path / "svc", body=READY_AFTER.format(seconds=0.5),
+                        status_expr="status(self.path)")
+    pytester.makepyfile(test_ready=f'''
+import urllib.request
+import pytest
+
+
+@pytest.mark.live_service(code={str(svc)!r})
+def test_ready_at_once(live_service):
+    assert urllib.request.urlopen(live_service.url + "/ready", timeout=5).status == 200
+''')
+    run_inner(pytester).assert_outcomes(passed=1)
+
+
+def test_a_ready_route_that_never_says_yes_errors_after_the_timeout(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    svc = write_service(tmp_path / "svc", body=READY_AFTER.format(seconds=3600),
+                        status_expr="status(self.path)")
+    pytester.makeini("[pytest]\nlive_service_timeout = 4\n")
+    pytester.makepyfile(test_never_ready=f'''
+import pytest
+
+
+@pytest.mark.live_service(code={str(svc)!r})
+def test_it(live_service):
+    pass
+''')
+    result = run_inner(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        f"*live service {svc} failed to start: the service did not answer 2xx on /ready "
+        "within 4 s (ini option live_service_timeout)"])
+
+
+def test_a_wrong_marker_errors_saying_what_is_wrong(pytester: pytest.Pytester, svc: Path) -> None:
+    pytester.makepyfile(test_wrong=f'''
+import pytest
+
+
+@pytest.mark.live_service(code={str(svc)!r}, port=1)
+def test_unknown_option(live_service):
+    pass
+
+
+@pytest.mark.live_service(code={str(svc)!r}, scope="session")
+def test_unknown_scope(live_service):
+    pass
+
+
+@pytest.mark.live_service(code={str(svc)!r}, args=["--restart", "sometimes"])
+def test_bad_runner_flag(live_service):
+    pass
+''')
+    result = run_inner(pytester)
+    result.assert_outcomes(errors=3)
+    report = result.stdout.str()
+    assert "live_service marker: unknown option(s) port (known: code, env, args, scope)" in report
+    assert "live_service marker: scope must be one of module, function, got 'session'" in report
+    assert ("bad live_service args ['--restart', 'sometimes']: argument --restart: invalid "
+            "choice: 'sometimes'") in report
+    assert "During handling" not in report
+
+
 def test_nothing_to_serve_errors_saying_what_to_do(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_nothing="def test_it(live_service):\n    pass\n")
     result = run_inner(pytester)
