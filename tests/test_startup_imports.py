@@ -7,11 +7,14 @@ not do: it does not see modules imported through `importlib`, which is how the
 source and step registries import by need.
 """
 
+import functools
+import http.server
 import sys
+import threading
 from pathlib import Path
 
 import pytest
-from helpers import RunnerProcess, write_service
+from helpers import RunnerProcess, service_source, write_service
 
 from runner.install import STEPS
 
@@ -67,3 +70,21 @@ def test_code_only_from_a_folder_imports_only_what_it_needs(
 def test_registered_files_are_the_steps_own() -> None:
     """The registry names each step's files so that it can find them before importing it."""
     assert [r.filenames for r in STEPS] == [r.load().filenames for r in STEPS]
+
+
+def test_an_http_url_imports_no_vcs_or_lab_source(tmp_path: Path) -> None:
+    """The source registry imports a source only when the ones before it said no."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "svc.py").write_text(service_source())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(tmp_path / "site"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/svc.py"
+        modules = modules_at_spawn(tmp_path, url, "--code-only")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "runner.sources.http" in modules
+    assert [m for m in modules if m.startswith(("runner.sources.vcs", "runner.sources.lab"))] == []
