@@ -1,24 +1,51 @@
 """Step 2 of the pipeline: the install steps in the contract's order.
 
 environment.yml (or conda-lock.yml) -> setup.sh -> requirements.txt, each
-only when its file is in the code root.
+only when its file is in the code root. The registry names each step's class
+beside its files, so a step is imported only when its file is there (the
+conda step's imports are not free), and `--code-only` never loads the stamps.
 """
 
+import pkgutil
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner import log
-from runner.cache import cache_root
 from runner.config import Config
 from runner.errors import InstallError
 from runner.install.base import InstallContext, InstallStep, ServiceEnv
-from runner.install.conda import CondaStep
-from runner.install.requirements import RequirementsStep
-from runner.install.setup_sh import SetupShStep
-from runner.install.stamps import Stamps
 from runner.sources.base import Code
 
-STEPS: list[InstallStep] = [CondaStep(), SetupShStep(), RequirementsStep()]
+if TYPE_CHECKING:
+    from runner.install.stamps import Stamps
+
+
+@dataclass(frozen=True)
+class Registered:
+    """An install step by name: the files that trigger it, first match wins, and its class."""
+
+    filenames: tuple[str, ...]
+    step_class: str  # "module:Class", imported by `load`
+
+    def find(self, root: Path) -> Path | None:
+        """The file in `root` that asks for this step, if any."""
+        for name in self.filenames:
+            if (root / name).is_file():
+                return root / name
+        return None
+
+    def load(self) -> InstallStep:
+        return pkgutil.resolve_name(self.step_class)()
+
+
+STEPS = (
+    Registered(("conda-lock.yml", "environment.yml"), "runner.install.conda:CondaStep"),
+    Registered(("setup.sh",), "runner.install.setup_sh:SetupShStep"),
+    Registered(("requirements.txt",), "runner.install.requirements:RequirementsStep"),
+)
 
 
 def install(code: Code, config: Config) -> ServiceEnv:
@@ -29,16 +56,17 @@ def install(code: Code, config: Config) -> ServiceEnv:
     step runs, every later step runs too: it may depend on what changed.
     """
     ctx = InstallContext(code=code, config=config, service_env=ServiceEnv(config.service_python))
+    if config.code_only:
+        for step, file in _found(code.root):
+            step.activate(ctx, file)
+        return ctx.service_env
+    from runner.cache import cache_root  # only an install keeps state: not for --code-only
+    from runner.install.stamps import Stamps
+
     stamps = Stamps(cache_root(config) / "state", code.root, config.service_python)
     rerun = config.reinstall
     try:
-        for step in STEPS:
-            file = step.trigger(code)
-            if file is None:
-                continue
-            if config.code_only:
-                step.activate(ctx, file)
-                continue
+        for step, file in _found(code.root):
             inputs = step.inputs(file)
             if not rerun and _unchanged(step, ctx, file, inputs, stamps):
                 log.info(f"{file.name} unchanged since the last install: skipped")
@@ -50,8 +78,7 @@ def install(code: Code, config: Config) -> ServiceEnv:
     except BaseException:
         stamps.drop()
         raise
-    if not config.code_only:
-        stamps.save(ctx.service_env)
+    stamps.save(ctx.service_env)
     return ctx.service_env
 
 
@@ -59,10 +86,7 @@ def dependency_files(root: Path) -> set[str]:
     """The files under `root` (relative paths) that the install steps read: --watch
     re-installs when one of them changes (an included requirements file too)."""
     found = set()
-    for step in STEPS:
-        file = step.find(root)
-        if file is None:
-            continue
+    for step, file in _found(root):
         try:
             inputs = step.inputs(file)
         except InstallError:  # unreadable: the install that follows says so
@@ -71,8 +95,16 @@ def dependency_files(root: Path) -> set[str]:
     return found
 
 
+def _found(root: Path) -> Iterator[tuple[InstallStep, Path]]:
+    """The steps whose file is in `root`, in order, each imported only then."""
+    for registered in STEPS:
+        file = registered.find(root)
+        if file is not None:
+            yield registered.load(), file
+
+
 def _unchanged(
-    step: InstallStep, ctx: InstallContext, file: Path, inputs: list[Path], stamps: Stamps
+    step: InstallStep, ctx: InstallContext, file: Path, inputs: list[Path], stamps: "Stamps"
 ) -> bool:
     """Whether the step's file and what it installed are as the last install left them.
 

@@ -1,6 +1,7 @@
 """The install-step interface and the service environment the steps build.
 
-Each step is one class keyed by the file that triggers it in the code root.
+Each step is one class; the registry in `runner/install/__init__.py` names the
+files that trigger it in the code root.
 A step may change the `ServiceEnv` for the steps after it and the service
 (the conda step swaps the Python); the others run inside it.
 """
@@ -10,7 +11,6 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 from runner.config import Config
 from runner.errors import InstallError
@@ -55,20 +55,6 @@ class InstallContext:
 
 class InstallStep(ABC):
     """One dependency step, run only when its file is in the code root."""
-
-    #: The files that trigger the step, first match wins (e.g. a lock before its source).
-    filenames: ClassVar[tuple[str, ...]]
-
-    def trigger(self, code: Code) -> Path | None:
-        """The file in the code root that asks for this step, if any."""
-        return self.find(code.root)
-
-    def find(self, root: Path) -> Path | None:
-        """The file in `root` that asks for this step, if any."""
-        for name in self.filenames:
-            if (root / name).is_file():
-                return root / name
-        return None
 
     def inputs(self, file: Path) -> list[Path]:
         """Every file whose content decides what the step installs: `file`, and what it

@@ -84,7 +84,6 @@ class CondaEnv:
 class CondaStep(InstallStep):
     """Makes the conda environment that every later step and the service use."""
 
-    filenames = ("conda-lock.yml", "environment.yml")
 
     def run(self, ctx: InstallContext, file: Path) -> None:
         env = plan(ctx, file)

@@ -27,7 +27,6 @@ _COMMENT = re.compile(r"(^|\s+)#.*$")
 class RequirementsStep(InstallStep):
     """`python -m pip install -r requirements.txt` of the service Python."""
 
-    filenames = ("requirements.txt",)
 
     def inputs(self, file: Path) -> list[Path]:
         return requirement_files(file)

@@ -8,7 +8,6 @@ from runner.install.base import InstallContext, InstallStep, run_checked
 class SetupShStep(InstallStep):
     """Runs `bash setup.sh` (never through a shell string) with the service's PATH."""
 
-    filenames = ("setup.sh",)
 
     def run(self, ctx: InstallContext, file: Path) -> None:
         run_checked(ctx, file, "bash setup.sh", ["bash", file])

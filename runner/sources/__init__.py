@@ -1,25 +1,39 @@
 """Resolve an `EXECUTE_CODE` value to local `Code`: the first source that detects it.
 
 Order matters: an existing path always wins, so a folder that happens to be
-named like a URL is still run as a folder.
+named like a URL is still run as a folder. Each source is named by its module
+and imported only when the sources before it did not detect the spec: a
+local start never imports the VCS backends or the http client (start-up
+time). http comes before VCS because no spec is both (a VCS URL starts with
+`git+`, `hg+`, ...), and an http URL then imports nothing of VCS.
 """
+
+import pkgutil
+from collections.abc import Iterator
 
 from runner import log
 from runner.config import Config
 from runner.errors import ResolveError
 from runner.scratch import Scratch
 from runner.sources.base import Code, CodeSource
-from runner.sources.http import HttpSource
-from runner.sources.lab import LabSource
-from runner.sources.local import LocalSource
-from runner.sources.vcs import VcsSource
 
-SOURCES: list[type[CodeSource]] = [LocalSource, VcsSource, HttpSource, LabSource]
+SOURCES = (
+    "runner.sources.local:LocalSource",
+    "runner.sources.http:HttpSource",
+    "runner.sources.vcs:VcsSource",
+    "runner.sources.lab:LabSource",
+)
+
+
+def source_classes() -> Iterator[type[CodeSource]]:
+    """The source classes in order, each imported as it is reached."""
+    for name in SOURCES:
+        yield pkgutil.resolve_name(name)
 
 
 def resolve(spec: str, config: Config, scratch: Scratch) -> Code:
     """Fetch the code `spec` names and check that it can run."""
-    for source_cls in SOURCES:
+    for source_cls in source_classes():
         if source_cls.detect(spec, config):
             source = source_cls(spec, config)
             path = source.fetch(scratch)
