@@ -167,7 +167,9 @@ def run(app: Callable, settings: Settings, lifecycle: Lifecycle, *, probe_paths:
     work = work or Drainable()
     wake = _stop_signal_pipe()  # before the port opens: from then on a stop is graceful
     adj = Adjustments(host=settings.host, port=settings.port, threads=settings.threads,
-                      channel_timeout=int(settings.keepalive_timeout) or 1,
+                      channel_timeout=max(1, int(settings.keepalive_timeout)),
+                      # how often idle connections are looked for (waitress: every 30 s)
+                      cleanup_interval=max(1, min(30, int(settings.keepalive_timeout / 2))),
                       ident="workspace-service")
     server = _Server(app, probe_paths, adj)
     threading.Thread(target=server.run, name="waitress-loop", daemon=True).start()
