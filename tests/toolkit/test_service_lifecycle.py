@@ -122,6 +122,7 @@ def test_sigterm_drains_held_requests_after_the_delay(start_service, tmp_path: P
         svc.signal(signal.SIGTERM)
         wait_for(lambda: get(svc, "/ready") == (503, {"status": "draining"}), 5,
                  "/ready to say draining")
+        svc.signal(signal.SIGTERM)  # a second one does not cut the drain short
         during_delay = get(svc, "/plain"), get(svc, "/health")
         wait_for(lambda: http_get(svc.url("/plain"), timeout=1) is None, 5,
                  "new connections to be refused")
@@ -181,3 +182,14 @@ def test_serve_any_wsgi_app_keeps_its_own_health_and_drains(start_service,
     assert answer == [(200, b'{"held":true}\n')]
     assert code == 0
     assert "GET /hold 200" in svc.output
+
+
+@pytest.mark.parametrize(("variable", "value"), [("DRAIN_DELAY", "soon"), ("PORT", "-1")])
+def test_a_bad_setting_is_one_error_line_at_start(start_service, tmp_path: Path,
+                                                  variable: str, value: str) -> None:
+    svc = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), **{variable: value})
+    code = svc.wait(15)
+    assert code == 1
+    assert svc.output.strip().splitlines() == [
+        f"error: {variable} must {'be a number' if value == 'soon' else 'not be negative'}, "
+        f"got {value!r}"]

@@ -16,7 +16,6 @@
 """
 
 import functools
-import importlib.util
 import logging
 import sys
 import threading
@@ -152,8 +151,10 @@ class Service:
         """The whole WSGI app: access log, probes, base path, then Flask (built once;
         usable by another WSGI server too, without the drain)."""
         if self._wsgi is None:
-            if metrics.available():
+            try:
                 self._metrics = metrics.Metrics(self._tasks)
+            except ImportError:  # no `prometheus` extra: no /metrics
+                self._metrics = None
             app = BasePath(self.app, self.settings.base_path) if self.settings.base_path \
                 else self.app
             probes = probe_paths(self.settings.base_path)
@@ -223,12 +224,13 @@ class Service:
 
     # ---- documents
     def _openapi_document(self) -> dict:
-        if importlib.util.find_spec("apispec") is None:
-            raise problems.Problem(501, "the OpenAPI document needs apispec: "
-                                   "pip install 'workspace-service[openapi]'")
         if self._openapi is None:
-            self._openapi = openapi.document(self.name, self.version, self.settings.base_path,
-                                             self.routes)
+            try:
+                self._openapi = openapi.document(self.name, self.version,
+                                                 self.settings.base_path, self.routes)
+            except ImportError:
+                raise problems.Problem(501, "the OpenAPI document needs apispec: "
+                                       "pip install 'workspace-service[openapi]'") from None
         return self._openapi
 
     def _metrics_text(self) -> flask.Response:

@@ -1,6 +1,6 @@
 """Tasks through Redis (REDIS_URL): dramatiq queues them, the toolkit keeps their records.
 
-Why dramatiq (measured against rq and celery, bench/README.md's note): its
+Why dramatiq (measured against rq and celery: toolkit/README.md): its
 Redis broker notices a dead worker by its missing heartbeat and gives that
 worker's messages to another, by design; rq re-runs a killed worker's job only
 with `Retry` after its maintenance pass, celery only with `acks_late` and a
