@@ -147,6 +147,14 @@ def test_wrong_method_is_405_problem_with_allow(svc) -> None:
     assert "POST" in headers["Allow"]
 
 
+@pytest.mark.parametrize("path", ["/health", "/ready"])
+def test_probes_refuse_other_methods_with_405(svc, path: str) -> None:
+    status, headers, body = request(svc, "POST", path, b"")
+    assert status == 405
+    problem(status, headers, body)
+    assert headers["Allow"] == "GET, HEAD"
+
+
 def test_malformed_request_is_a_problem_too(svc) -> None:
     """waitress's own error answers (here: a bad request line) are problem+json as well."""
     with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
