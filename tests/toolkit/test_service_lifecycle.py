@@ -47,6 +47,16 @@ def test_a_startup_that_raises_fails_health_and_exits_1(start_service, tmp_path:
     assert "RuntimeError: model file is corrupt" in svc.output
 
 
+def test_a_stop_during_startup_exits_0_without_becoming_ready(start_service,
+                                                               tmp_path: Path) -> None:
+    svc = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), STARTUP_GATE="never")
+    svc.wait_listening()
+    svc.signal(signal.SIGTERM)
+    code = svc.wait(10)
+    assert code == 0
+    assert "workspace_service: ready" not in svc.output
+
+
 def test_probes_answer_while_every_request_thread_is_busy(start_service,
                                                           tmp_path: Path) -> None:
     svc = start_service(STANDARD, GATE_DIR=str(tmp_path), THREADS="1")

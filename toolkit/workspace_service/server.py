@@ -39,6 +39,9 @@ PROBE_THREADS = 2
 #: How long a failed startup stays visible (`/health` 500) before the process exits.
 FAILED_EXIT_DELAY = 1.0
 _STARTUP_FAILED = 0  # the byte written to the wake-up pipe when startup raised
+#: Set in the WSGI environ to close the connection after the answer (WSGI apps may not
+#: send `Connection` themselves): when unread bytes of a refused body would follow.
+CLOSE_KEY = "workspace_service.close_connection"
 
 
 def serve(app: Callable) -> NoReturn:
@@ -79,8 +82,8 @@ def _routes(app: Callable, path: str) -> bool:
 
 class _Task(WSGITask):
     def build_response_header(self) -> bytes:
-        if self.channel.server.closing:
-            self.set_close_on_finish()  # so the client reconnects to another replica
+        if self.channel.server.closing or (self.environ or {}).get(CLOSE_KEY):
+            self.set_close_on_finish()  # draining: so the client reconnects elsewhere
         return super().build_response_header()
 
 

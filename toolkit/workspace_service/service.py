@@ -30,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 from . import metrics, openapi, problems, server
 from .accesslog import ROUTE_KEY, AccessLog
 from .basepath import BasePath
-from .lifecycle import Lifecycle
+from .lifecycle import STARTING, Lifecycle
 from .limits import RETRY_AFTER, Limits, Rejected
 from .metrics import Metrics
 from .probes import Probes, probe_paths
@@ -187,6 +187,8 @@ class Service:
             log.exception("startup failed: the service exits")
             self.lifecycle.fail()
             failed()
+            return
+        if self.lifecycle.status != STARTING:  # a stop began while starting: start no work
             return
         if self._tasks is not None:
             self._tasks.start()
