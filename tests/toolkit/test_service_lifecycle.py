@@ -44,7 +44,8 @@ def test_a_startup_that_raises_fails_health_and_exits_1(start_service, tmp_path:
     assert ready == (503, {"status": "failed"})
     assert code == 1
     assert "Traceback (most recent call last)" in svc.output
-    assert "RuntimeError: model file is corrupt" in svc.output
+    assert svc.output.strip().splitlines()[-1].endswith(
+        "startup failed: RuntimeError: model file is corrupt: exiting 1")
 
 
 def test_a_stop_during_startup_exits_0_without_becoming_ready(start_service,

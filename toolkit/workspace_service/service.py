@@ -59,11 +59,11 @@ class Service:
     """A model service: `svc.app` is its Flask app, `svc.state` a place for the model."""
 
     def __init__(self, name: str, *, version: str = "0.1.0",
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, app: flask.Flask | None = None) -> None:
         self.name = name
         self.version = version
         self.settings = settings or _settings_or_exit()
-        self.app = flask.Flask(name)
+        self.app = app or flask.Flask(name)  # `app`: one made before (AI4E's services do)
         self.state: dict[str, Any] = {}
         self.lifecycle = Lifecycle()
         self.routes: list[Route] = []
@@ -175,18 +175,18 @@ class Service:
                           started=self._start, work=self._tasks)
         sys.exit(code)
 
-    def _start(self, failed: Callable[[], None]) -> None:
+    def _start(self, failed: Callable[[str], None]) -> None:
         threading.Thread(target=self._run_startup, args=(failed,), name="startup",
                          daemon=True).start()
 
-    def _run_startup(self, failed: Callable[[], None]) -> None:
+    def _run_startup(self, failed: Callable[[str], None]) -> None:
         try:
             for function in self._startups:
                 function()
-        except Exception:
+        except Exception as exc:
             log.exception("startup failed: the service exits")
             self.lifecycle.fail()
-            failed()
+            failed(f"{type(exc).__name__}: {exc}")
             return
         if self.lifecycle.status != STARTING:  # a stop began while starting: start no work
             return
