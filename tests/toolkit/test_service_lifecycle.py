@@ -134,7 +134,7 @@ def test_sigterm_drains_held_requests_after_the_delay(start_service, tmp_path: P
         wait_for(lambda: get(svc, "/ready") == (503, {"status": "draining"}), 5,
                  "/ready to say draining")
         svc.signal(signal.SIGTERM)  # a second one does not cut the drain short
-        during_delay = get(svc, "/plain"), get(svc, "/health")
+        during_delay = get(svc, "/echo/late"), get(svc, "/plain"), get(svc, "/health")
         wait_for(lambda: http_get(svc.url("/plain"), timeout=1) is None, 5,
                  "new connections to be refused")
         still_running = svc.proc.poll() is None
@@ -146,7 +146,8 @@ def test_sigterm_drains_held_requests_after_the_delay(start_service, tmp_path: P
             open_gate(tmp_path, n)
         for thread in threads:
             thread.join(20)
-    assert during_delay == ((200, {"plain": True}), (200, {"health": "true", "status": "ok"}))
+    assert during_delay == ((200, {"text": "late"}), (200, {"plain": True}),
+                            (200, {"health": "true", "status": "ok"}))
     assert still_running
     assert answers == {n: (200, f'{{"held":"{n}"}}\n'.encode()) for n in names}
     assert code == 0

@@ -30,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 from . import metrics, openapi, problems, server
 from .accesslog import ROUTE_KEY, AccessLog
 from .basepath import BasePath
-from .lifecycle import STARTING, Lifecycle
+from .lifecycle import FAILED, STARTING, Lifecycle
 from .limits import RETRY_AFTER, Limits, Rejected
 from .metrics import Metrics
 from .probes import Probes, probe_paths
@@ -100,7 +100,7 @@ class Service:
         def decorate(function: Callable) -> Callable:
             @functools.wraps(function)
             def view(**kwargs: Any) -> Any:
-                self._refuse_unless_ready()
+                self._refuse_unless_started()
                 limits.check(flask.request)
                 with limits.slot():
                     limits.read_body(flask.request)
@@ -127,7 +127,7 @@ class Service:
 
             @functools.wraps(function)
             def view() -> flask.Response:
-                self._refuse_unless_ready()
+                self._refuse_unless_started()
                 limits.check(flask.request)
                 body = limits.read_body(flask.request)
                 record = tasks.create(rule, body, flask.request.mimetype,
@@ -242,9 +242,12 @@ class Service:
         return flask.Response(self._metrics.render(), content_type=metrics.CONTENT_TYPE)
 
     # ---- answers
-    def _refuse_unless_ready(self) -> None:
-        if not self.lifecycle.is_ready:
-            status = self.lifecycle.status
+    def _refuse_unless_started(self) -> None:
+        """503 while starting or after startup failed. A draining service still serves:
+        for DRAIN_DELAY the load balancer may still send requests, and after it the
+        listener is closed, so what arrives was accepted and must be answered."""
+        status = self.lifecycle.status
+        if status in (STARTING, FAILED):
             raise Rejected(503, f"the service is {status}; retry shortly", status,
                            {"Retry-After": RETRY_AFTER})
 
