@@ -101,9 +101,11 @@ class Service:
             @functools.wraps(function)
             def view(**kwargs: Any) -> Any:
                 self._refuse_unless_started()
-                limits.check(flask.request)
+                if limits.reads_body:
+                    limits.check(flask.request)
                 with limits.slot():
-                    limits.read_body(flask.request)
+                    if limits.reads_body:
+                        limits.read_body(flask.request)
                     return function(**kwargs)
 
             self.app.add_url_rule(rule, view_func=view, methods=list(methods), **options)
