@@ -95,6 +95,7 @@ def test_base_path_moves_every_route_but_probes_stay_at_the_root(start_service, 
     assert resp.status == 202
     assert resp.headers["Location"] == doc["status_url"] == f"/v1/iris/tasks/{doc['task_id']}"
     assert get(svc, doc["status_url"])[0] == 200
+    wait_for(lambda: "GET /v1/iris/echo/x 200" in svc.output, 5, "the full path in the log")
 
 
 def test_keep_alive_reuses_the_connection_and_closes_it_when_idle(start_service,
@@ -196,12 +197,12 @@ def test_serve_any_wsgi_app_keeps_its_own_health_and_drains(start_service,
     assert "GET /hold 200" in svc.output
 
 
-@pytest.mark.parametrize(("variable", "value"), [("DRAIN_DELAY", "soon"), ("PORT", "-1")])
+@pytest.mark.parametrize(("variable", "value", "says"), [
+    ("DRAIN_DELAY", "soon", "be a number"), ("PORT", "-1", "be at least 0"),
+    ("THREADS", "0", "be at least 1")])
 def test_a_bad_setting_is_one_error_line_at_start(start_service, tmp_path: Path,
-                                                  variable: str, value: str) -> None:
+                                                  variable: str, value: str, says: str) -> None:
     svc = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), **{variable: value})
     code = svc.wait(15)
     assert code == 1
-    assert svc.output.strip().splitlines() == [
-        f"error: {variable} must {'be a number' if value == 'soon' else 'not be negative'}, "
-        f"got {value!r}"]
+    assert svc.output.strip().splitlines() == [f"error: {variable} must {says}, got {value!r}"]
