@@ -68,6 +68,7 @@ def test_probes_answer_while_every_request_thread_is_busy(start_service,
         queued = http_get(svc.url("/plain"), timeout=0.5)  # waits for the one thread
         started = time.monotonic()
         health, ready = get(svc, "/health"), get(svc, "/ready")
+        scrape = http_get(svc.url("/metrics"), timeout=5)
         probe_seconds = time.monotonic() - started
     finally:
         open_gate(tmp_path, "busy")
@@ -75,6 +76,7 @@ def test_probes_answer_while_every_request_thread_is_busy(start_service,
     assert queued is None, "the request thread was not busy: the test proves nothing"
     assert health == (200, {"health": "true", "status": "ok"})
     assert ready == (200, {"status": "ready"})
+    assert scrape is not None and scrape[0] == 200 and b"http_requests_in_flight" in scrape[1]
     assert probe_seconds < 1
 
 

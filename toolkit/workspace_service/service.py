@@ -172,8 +172,10 @@ class Service:
                 self._tasks.open()
         except TaskStoreError as exc:
             sys.exit(f"error: {exc}")
-        code = server.run(self.wsgi, self.settings, self.lifecycle,
-                          probe_paths=set(probe_paths(self.settings.base_path)),
+        # Metrics ride with the probes: an autoscaler needs them most when every
+        # request thread is busy.
+        fast = {*probe_paths(self.settings.base_path), f"{self.settings.base_path}/metrics"}
+        code = server.run(self.wsgi, self.settings, self.lifecycle, probe_paths=fast,
                           started=self._start, work=self._tasks)
         sys.exit(code)
 
