@@ -156,6 +156,23 @@ def test_sigterm_drains_held_requests_after_the_delay(start_service, tmp_path: P
     assert code == 0
 
 
+def test_a_request_unanswered_at_drain_timeout_exits_1(start_service, tmp_path: Path) -> None:
+    """A request still running after DRAIN_TIMEOUT is lost when the process ends: say so."""
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path), DRAIN_TIMEOUT="0.3")
+    held = threading.Thread(target=http_get, args=(svc.url("/hold/forever"), 20))
+    held.start()
+    try:
+        wait_for(lambda: entered(tmp_path, "forever"), 10, "the request in flight")
+        svc.signal(signal.SIGTERM)
+        code = svc.wait(10)
+    finally:
+        open_gate(tmp_path, "forever")
+        held.join(20)
+    assert code == 1
+    assert svc.output.strip().splitlines()[-1].endswith(
+        "drain timed out: 1 request(s) unanswered")
+
+
 def test_serve_any_wsgi_app_keeps_its_own_health_and_drains(start_service,
                                                             tmp_path: Path) -> None:
     source = """

@@ -201,7 +201,8 @@ def _drain(server: _Server, work: Drainable, deadline: float) -> int:
         time.sleep(0.02)
     requests, tasks = server.busy_channels(), work.busy()
     if tasks:
-        log.warning("drain timed out: %d task(s) left queued for the next start", tasks)
+        log.warning("drain timed out: %d task(s) left queued, to run again at the next start "
+                    "(or on another replica)", tasks)
         work.abandon()
     if requests:
         log.error("drain timed out: %d request(s) unanswered", requests)
