@@ -101,11 +101,11 @@ class Service:
             @functools.wraps(function)
             def view(**kwargs: Any) -> Any:
                 self._refuse_unless_started()
-                if limits.reads_body:
-                    limits.check(flask.request)
+                if not limits.reads_body and limits.max_concurrent is None:
+                    return function(**kwargs)  # nothing to check: the short way
+                limits.check(flask.request)
                 with limits.slot():
-                    if limits.reads_body:
-                        limits.read_body(flask.request)
+                    limits.read_body(flask.request)
                     return function(**kwargs)
 
             self.app.add_url_rule(rule, view_func=view, methods=list(methods), **options)
