@@ -55,7 +55,6 @@ class AccessLog:
         self.observer = observer
         self._second = -1
         self._stamp = ""
-        self._lines = _Batch()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         rid = request_id(environ.get("HTTP_X_REQUEST_ID"))
@@ -95,7 +94,7 @@ class AccessLog:
         if second != self._second:  # strftime once a second, not once a request
             self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
             self._second = second
-        self._lines.add(f"{self._stamp},{int((now - second) * 1000):03d} INFO "
+        _LINES.add(f"{self._stamp},{int((now - second) * 1000):03d} INFO "
                         f"workspace_service.access: {text}\n")
 
 
@@ -154,3 +153,11 @@ class _Body:
                 close()
         finally:
             self.finished()
+
+
+_LINES = _Batch()
+
+
+def flush() -> None:
+    """Write the pending access lines now (before a last log line that must stay last)."""
+    _LINES.flush()

@@ -28,7 +28,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
-from . import problems
+from . import accesslog, problems
 from .accesslog import AccessLog
 from .lifecycle import Lifecycle
 from .probes import Probes, probe_paths
@@ -185,6 +185,7 @@ def run(app: Callable, settings: Settings, lifecycle: Lifecycle, *, probe_paths:
         lifecycle.ready()
     signum = os.read(wake.read_end, 1)[0]
     if signum == _STARTUP_FAILED:
+        accesslog.flush()
         log.error("startup failed: %s: exiting 1", causes[0])
         return 1
     lifecycle.drain()
@@ -200,6 +201,7 @@ def _drain(server: _Server, work: Drainable, deadline: float) -> int:
     while (server.busy_channels() or work.busy()) and time.monotonic() < deadline:
         time.sleep(0.02)
     requests, tasks = server.busy_channels(), work.busy()
+    accesslog.flush()  # the drain's outcome is the last line a supervisor quotes
     if tasks:
         log.warning("drain timed out: %d task(s) left queued, to run again at the next start "
                     "(or on another replica)", tasks)
