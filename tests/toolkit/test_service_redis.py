@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import TOOLKIT
-from helpers import free_port
+from helpers import free_port, wait_for
 from test_service_tasks import post_task, runs, status_of, wait_status
 from toolkit_services import STANDARD, open_gate
 
@@ -97,3 +97,13 @@ def test_a_task_unfinished_at_a_replicas_drain_is_run_by_another(start_service, 
     assert left in ("queued", "running")  # queued, or already taken by the other replica
     assert done["result"] == {"sum": 5}
     assert int((tmp_path / f"pid-{task_id}").read_text()) == other.proc.pid
+
+
+def test_a_finished_task_expires_from_redis_after_task_ttl(start_service, redis_env,
+                                                           redis_url: str) -> None:
+    svc = start_service(STANDARD, TASK_TTL="1", **redis_env)
+    _, _, doc = post_task(svc, {"numbers": [1]})
+    wait_status(svc, doc["task_id"], "completed")
+    ttl = redis.Redis.from_url(redis_url).ttl(f"workspace-service:standard:task:{doc['task_id']}")
+    wait_for(lambda: svc.get_json(f"/tasks/{doc['task_id']}")[0] == 404, 5, "the expiry")
+    assert 0 < ttl <= 1

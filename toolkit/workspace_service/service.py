@@ -150,8 +150,8 @@ class Service:
     # ---- serving
     @property
     def wsgi(self) -> Callable:
-        """The whole WSGI app: access log, probes, base path, then Flask (built once;
-        usable by another WSGI server too, without the drain)."""
+        """The whole WSGI app that `serve()` serves: access log, probes, base path, then
+        Flask (built once). Startup and task workers are `serve()`'s, not this app's."""
         if self._wsgi is None:
             try:
                 self._metrics = metrics.Metrics(self._tasks)
