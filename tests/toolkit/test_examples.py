@@ -5,6 +5,7 @@ with the toolkit of this checkout on PYTHONPATH, and asked over real HTTP.
 examples/hello-service has its own file: tests/test_example.py.
 """
 
+import glob
 import json
 import os
 import re
@@ -62,6 +63,14 @@ def wait_ready(runner: RunnerProcess, timeout: float = 60) -> None:
     """Wait until the service's `/ready` says 200 (its startup is done)."""
     runner.wait_http("/health", timeout)
     wait_for(lambda: (runner.get("/ready") or (0,))[0] == 200, timeout, "/ready to say 200")
+
+
+def service_pid(runner: RunnerProcess) -> int | None:
+    """The runner's one child process (the service), or None between two runs."""
+    children: list[int] = []
+    for path in glob.glob(f"/proc/{runner.proc.pid}/task/*/children"):
+        children += map(int, Path(path).read_text().split())
+    return children[0] if len(children) == 1 else None
 
 
 def stop(runner: RunnerProcess) -> int:

@@ -1,4 +1,4 @@
-"""AI for Earth's module name for its task manager: `from task_management.api_task import TaskManager`."""
+"""AI for Earth's module name for its task manager (`task_management.api_task.TaskManager`)."""
 
 from workspace_service.ai4e.tasks import TaskManager
 

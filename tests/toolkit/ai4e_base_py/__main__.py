@@ -4,7 +4,9 @@
 # /echo/<text>. It runs here unchanged on the toolkit's compatibility modules:
 # `app.run()` at the end serves it on $PORT with the toolkit's drain.
 # Not changed to this project's style on purpose: it is AI4E user code.
-# SLEEP (not in the original, which slept 10 s) keeps the tests fast.
+# Not in the original: SLEEP (it slept 10 s) keeps the tests fast, a body with
+# "fail" makes the model raise, echo tracks a metric, and /slow_echo/<text> tests a limit on a
+# parameterised route (AI4E compared the literal path, so it never applied).
 from os import getenv
 from time import sleep
 
@@ -64,6 +66,13 @@ def default_post(*args, **kwargs):
                             kwargs={'text'})
 def echo(*args, **kwargs):
     log.track_metric('echo_length', len(kwargs['text']))
+    return 'Echo: ' + kwargs['text']
+
+
+@ai4e_service.api_sync_func(api_path='/slow_echo/<text>', methods=['GET'],
+                            maximum_concurrent_requests=1, trace_name='get:slow_echo')
+def slow_echo(*args, **kwargs):
+    sleep(float(getenv('SLEEP', '0.5')))
     return 'Echo: ' + kwargs['text']
 
 

@@ -77,7 +77,7 @@ class TaskManager:
     def __init__(self, service: "Service") -> None:
         self._service = service
 
-    def AddTask(self, request: flask.Request) -> dict[str, Any]:  # noqa: N802 - AI4E's names
+    def AddTask(self, request: flask.Request) -> dict[str, Any]:
         """A new task, running, for code that runs it itself (then Update/Complete/FailTask).
 
         Endpoints made with `api_async_func` have their tasks added for them.
@@ -87,21 +87,21 @@ class TaskManager:
         tasks.claim(record.task_id)  # running, as AI4E's code expects; no worker runs it
         return self.GetTaskStatus(record.task_id) or {}
 
-    def UpdateTaskStatus(self, taskId: str, status: Any) -> None:  # noqa: N802, N803
+    def UpdateTaskStatus(self, taskId: str, status: Any) -> None:
         """Set a running task's message (AI4E's status text)."""
         self._service.tasks.update(taskId, str(status), None)
 
-    def CompleteTask(self, taskId: str, status: Any) -> None:  # noqa: N802, N803
+    def CompleteTask(self, taskId: str, status: Any) -> None:
         """The task is done: `completed`, with `status` as its last message."""
         self.UpdateTaskStatus(taskId, status)
         self._service.tasks.finish(taskId, COMPLETED, None, None)
 
-    def FailTask(self, taskId: str, status: Any) -> None:  # noqa: N802, N803
+    def FailTask(self, taskId: str, status: Any) -> None:
         """The task failed: `failed`, with `status` as its message and error."""
         self.UpdateTaskStatus(taskId, status)
         self._service.tasks.finish(taskId, FAILED, None, str(status))
 
-    def GetTaskStatus(self, taskId: str) -> dict[str, Any] | None:  # noqa: N802, N803
+    def GetTaskStatus(self, taskId: str) -> dict[str, Any] | None:
         """The status document, or None for an unknown or expired id (AI4E: "Not found.")."""
         record = self._service.tasks.get(str(taskId))
         if record is None:
