@@ -96,6 +96,7 @@ def test_health_check_and_echo_under_the_prefix(start: Callable[..., RunnerProce
     echo = runner.get(f"{PREFIX}/echo/hello")
     probe = runner.get("/health")
     outside = request(runner, "GET", "/echo/hello", content_type=None)
+    document = runner.get(f"{PREFIX}/openapi.json")
     runner.signal(signal.SIGTERM)
     assert runner.finish() == 0
     assert health == (200, b"Health check OK")
@@ -103,6 +104,8 @@ def test_health_check_and_echo_under_the_prefix(start: Callable[..., RunnerProce
     assert probe is not None and json.loads(probe[1]) == {"health": "true", "status": "ok"}
     assert problem(outside)["status"] == 404
     assert "ai4e INFO metric echo_length=5" in runner.stdout
+    assert document is not None and document[0] == 200
+    assert {"/example", "/echo/{text}"} <= set(json.loads(document[1])["paths"])
 
 
 def test_fail_task_and_a_raising_task_end_failed(start: Callable[..., RunnerProcess]) -> None:

@@ -36,7 +36,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import flask
-from werkzeug.exceptions import HTTPException
 
 from ..lifecycle import FAILED
 from ..problems import Problem
@@ -54,8 +53,7 @@ class APIService:
     def __init__(self, flask_app: flask.Flask, logger: object = None) -> None:
         self.app = flask_app
         self.log = logger
-        self.service = _service_on(flask_app, os.environ.get("SERVICE_MODEL_NAME") or
-                                   flask_app.name)
+        self.service = Service(_name(flask_app), app=flask_app)
         self.api_prefix = self.service.settings.base_path
         self.api_task_manager = TaskManager(self.service)
         flask_app.add_url_rule("/", "ai4e_health_check", self.health_check, methods=["GET"])
@@ -159,19 +157,14 @@ class APIService:
 AI4EService = AI4EWrapper = APIService  # AI4E's earlier names for the same class
 
 
+def _name(app: flask.Flask) -> str:
+    """The service's name: AI4E's SERVICE_MODEL_NAME, else the app's (unless `__main__`)."""
+    name = os.environ.get("SERVICE_MODEL_NAME") or app.name
+    return "ai4e-service" if name == "__main__" else name
+
+
 def _processed(request_processing_function: ProcessingFunction | None) -> dict[str, Any]:
     """The processing function's keys for the current request ({} without one)."""
     if request_processing_function is None:
         return {}
     return dict(request_processing_function(flask.request) or {})
-
-
-def _service_on(app: flask.Flask, name: str) -> Service:
-    """A toolkit `Service` serving the user's own Flask `app` (AI4E's services make theirs
-    first): its error handlers are set on that app instead of the one `Service` made."""
-    service = Service(name)
-    service.app = app
-    app.register_error_handler(Problem, service._problem)
-    app.register_error_handler(HTTPException, service._http_error)
-    app.register_error_handler(Exception, service._crash)
-    return service
