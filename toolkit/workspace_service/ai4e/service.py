@@ -37,7 +37,8 @@ from typing import Any
 
 import flask
 
-from ..lifecycle import FAILED
+from .. import server
+from ..lifecycle import DRAINING, FAILED
 from ..problems import Problem
 from ..service import Service
 from ..tasks.base import Task
@@ -64,7 +65,7 @@ class APIService:
     @property
     def is_terminating(self) -> bool:
         """AI4E's flag: a stop has begun (the toolkit refuses new work then)."""
-        return not self.service.lifecycle.is_ready
+        return self.service.lifecycle.status == DRAINING
 
     def health_check(self) -> tuple[str, int]:
         """AI4E's `GET {prefix}/`: 200 "Health check OK" while alive (starting and draining
@@ -148,8 +149,9 @@ class APIService:
     def run(self, *args: Any, **kwargs: Any) -> None:
         """`app.run()`: serve through the toolkit on $HOST:$PORT (AI4E's own arguments,
         host, port, debug, are ignored: the runner sets PORT)."""
+        server.configure_logging()  # before serve(), so that this line is in the same log
         if args or kwargs:
-            log.info("app.run(%s): arguments ignored; serving on $HOST:$PORT",
+            log.warning("app.run(%s): arguments ignored; serving on $HOST:$PORT",
                      ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())]))
         self.service.serve()
 
