@@ -203,7 +203,8 @@ class Service:
     def _new_task_backend(self) -> TaskBackend:
         if self.settings.redis_url:
             from .tasks.redis import RedisBackend  # imports redis (~140 ms) only here
-            return RedisBackend(self.settings.redis_url, self.name, self.settings.task_ttl)
+            return RedisBackend(self.settings.redis_url, self.name, self.settings.task_ttl,
+                                self.settings.redis_heartbeat_timeout)
         from .tasks.sqlite import SQLiteBackend
         path = Path(self.settings.tasks_db) if self.settings.tasks_db else \
             default_tasks_db(self.name)
