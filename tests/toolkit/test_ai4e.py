@@ -249,3 +249,20 @@ def test_add_task_and_its_calls_from_code_that_runs_the_task_itself(tmp_path: Pa
     assert unknown == {"missing": True}
     assert "app.run(host='0.0.0.0', port=80): arguments ignored" in runner.stdout
     assert code == 0
+
+
+def test_sigterm_lets_a_running_task_finish(start: Callable[..., RunnerProcess]) -> None:
+    """AI4E refused requests once terminating but dropped its running threads with the
+    process; the toolkit's drain waits for them (up to DRAIN_TIMEOUT)."""
+    runner = start(SLEEP="1")
+    task_id = post_example(runner, {"image": "x"})
+    wait_for(lambda: task_status(runner, task_id)["Status"] == "running model", 10,
+             "the task to run")
+    runner.signal(signal.SIGTERM)
+    assert runner.finish() == 0
+    again = start(SLEEP="1")  # the same TASKS_DB: the record the first run left
+    last = task_status(again, task_id)
+    assert stop(again) == 0
+    assert (last["status"], last["Status"]) == ("completed", "completed")
+    assert f"Completed task task_id={task_id}" in runner.stdout
+    assert f"Started task task_id={task_id}" not in again.stdout
