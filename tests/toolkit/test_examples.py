@@ -9,7 +9,10 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -186,3 +189,23 @@ def test_async_echo_answers_at_once_and_unknown_tasks_are_404(
     assert echo == (200, b'{"echo":"hello world"}\n')
     assert problem(unknown)["status"] == 404
     assert stop(async_service) == 0
+
+
+def test_hello_requirements_bring_the_toolkit_from_the_checkout(tmp_path: Path) -> None:
+    """The README's first command from a clean clone: the runner's `pip install -r` (run in
+    the code folder) installs `../../toolkit` into the service Python, here a fresh venv."""
+    checkout = tmp_path / "checkout"  # a copy: pip builds in the toolkit's folder
+    shutil.copytree(ROOT / "examples" / "hello-service", checkout / "examples" / "hello-service")
+    shutil.copytree(ROOT / "toolkit", checkout / "toolkit",
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    venv = tmp_path / "venv"  # with the machine's packages (Flask, waitress), not the toolkit
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True)
+    runner = run_runner([checkout / "examples" / "hello-service", "--check"], timeout=300,
+                        env={"RUNNER_PYTHON": str(venv / "bin" / "python"), "PYTHONPATH": "",
+                             "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    installed = subprocess.run([venv / "bin" / "python", "-c", "import workspace_service as w; "
+                                "print(w.__file__)"], capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": ""})
+    assert runner.proc.returncode == 0, runner.stderr
+    assert "check passed: GET /ready -> 200 OK" in runner.stderr
+    assert installed.stdout.startswith(str(venv)), installed
