@@ -2,7 +2,8 @@
 
 Each is started as a user would (`python -m runner examples/NAME --code-only`)
 with the toolkit of this checkout on PYTHONPATH, and asked over real HTTP.
-examples/hello-service has its own file: tests/test_example.py.
+examples/hello-service has its own file (tests/test_example.py); here only the test that
+its requirements.txt installs the toolkit from the checkout.
 """
 
 import glob
