@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(subversion openssl
+  # the service toolkit's Redis mode (tests/toolkit start a real redis-server)
+  redis-server
   # the container tests (tests/container/build.sh installs these too when run alone)
   podman buildah runc crun fuse-overlayfs slirp4netns uidmap debootstrap
   containernetworking-plugins iptables catatonit)
@@ -20,3 +22,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+# The service toolkit (a distribution of its own), with every extra its tests use.
+python3 -m pip install -q --disable-pip-version-check -e './toolkit[redis,prometheus,openapi]'

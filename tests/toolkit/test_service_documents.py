@@ -2,8 +2,11 @@
 
 import http.client
 import json
+import os
+from pathlib import Path
 
 import pytest
+from conftest import TOOLKIT
 from helpers import http_get, wait_for
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
@@ -69,3 +72,20 @@ def test_metrics_count_requests_rejections_and_tasks(svc) -> None:
     assert samples[("tasks", (("status", "completed"),))] >= 1
     assert samples[("tasks", (("status", "queued"),))] == 0
     assert samples[("http_requests_in_flight", ())] >= 1  # this scrape
+
+
+def test_without_the_extras_the_documents_say_what_to_install(start_service,
+                                                              tmp_path: Path) -> None:
+    """apispec and prometheus-client hidden (a sitecustomize makes their import fail),
+    as in a service installed without the `openapi` and `prometheus` extras."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['apispec'] = None\nsys.modules['prometheus_client'] = None\n")
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path),
+                        PYTHONPATH=f"{TOOLKIT}{os.pathsep}{hide}")
+    status, doc = svc.get_json("/openapi.json")
+    assert (status, doc["status"]) == (501, 501)
+    assert "workspace-service[openapi]" in doc["detail"]
+    status, doc = svc.get_json("/metrics")
+    assert status == 404 and "workspace-service[prometheus]" in doc["detail"]

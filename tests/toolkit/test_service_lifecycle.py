@@ -44,7 +44,18 @@ def test_a_startup_that_raises_fails_health_and_exits_1(start_service, tmp_path:
     assert ready == (503, {"status": "failed"})
     assert code == 1
     assert "Traceback (most recent call last)" in svc.output
-    assert "RuntimeError: model file is corrupt" in svc.output
+    assert svc.output.strip().splitlines()[-1].endswith(
+        "startup failed: RuntimeError: model file is corrupt: exiting 1")
+
+
+def test_a_stop_during_startup_exits_0_without_becoming_ready(start_service,
+                                                               tmp_path: Path) -> None:
+    svc = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), STARTUP_GATE="never")
+    svc.wait_listening()
+    svc.signal(signal.SIGTERM)
+    code = svc.wait(10)
+    assert code == 0
+    assert "workspace_service: ready" not in svc.output
 
 
 def test_probes_answer_while_every_request_thread_is_busy(start_service,
@@ -122,7 +133,8 @@ def test_sigterm_drains_held_requests_after_the_delay(start_service, tmp_path: P
         svc.signal(signal.SIGTERM)
         wait_for(lambda: get(svc, "/ready") == (503, {"status": "draining"}), 5,
                  "/ready to say draining")
-        during_delay = get(svc, "/plain"), get(svc, "/health")
+        svc.signal(signal.SIGTERM)  # a second one does not cut the drain short
+        during_delay = get(svc, "/echo/late"), get(svc, "/plain"), get(svc, "/health")
         wait_for(lambda: http_get(svc.url("/plain"), timeout=1) is None, 5,
                  "new connections to be refused")
         still_running = svc.proc.poll() is None
@@ -134,7 +146,8 @@ def test_sigterm_drains_held_requests_after_the_delay(start_service, tmp_path: P
             open_gate(tmp_path, n)
         for thread in threads:
             thread.join(20)
-    assert during_delay == ((200, {"plain": True}), (200, {"health": "true", "status": "ok"}))
+    assert during_delay == ((200, {"text": "late"}), (200, {"plain": True}),
+                            (200, {"health": "true", "status": "ok"}))
     assert still_running
     assert answers == {n: (200, f'{{"held":"{n}"}}\n'.encode()) for n in names}
     assert code == 0
@@ -181,3 +194,14 @@ def test_serve_any_wsgi_app_keeps_its_own_health_and_drains(start_service,
     assert answer == [(200, b'{"held":true}\n')]
     assert code == 0
     assert "GET /hold 200" in svc.output
+
+
+@pytest.mark.parametrize(("variable", "value"), [("DRAIN_DELAY", "soon"), ("PORT", "-1")])
+def test_a_bad_setting_is_one_error_line_at_start(start_service, tmp_path: Path,
+                                                  variable: str, value: str) -> None:
+    svc = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), **{variable: value})
+    code = svc.wait(15)
+    assert code == 1
+    assert svc.output.strip().splitlines() == [
+        f"error: {variable} must {'be a number' if value == 'soon' else 'not be negative'}, "
+        f"got {value!r}"]

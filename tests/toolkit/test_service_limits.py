@@ -99,16 +99,16 @@ def test_chunked_body_growing_past_the_limit_is_413(svc) -> None:
     problem(status, headers, body)
 
 
-def test_body_without_content_length_is_411(svc) -> None:
-    """AI4E crashed here; HTTP says a body without length is no body: say so."""
-    raw = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-           b"Connection: close\r\n\r\n")
+def test_body_without_content_length_is_411_and_the_rest_is_not_parsed(svc) -> None:
+    """AI4E crashed here. Without a length HTTP says there is no body: the bytes that
+    follow are not a request either, so the connection is closed after the 411."""
+    raw = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n"
     with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
         sock.sendall(raw + b'{"x": 1}')
-        answer = _read_all(sock)
+        answer = _read_all(sock)  # until the server closes
     head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 411 ")
-    assert json.loads(body)["status"] == 411
+    assert head.startswith(b"HTTP/1.1 411 ") and b"Connection: close" in head
+    assert json.loads(body)["status"] == 411  # one answer only: no 400 for '{"x": 1}'
 
 
 def _read_all(sock: socket.socket) -> bytes:
@@ -145,6 +145,14 @@ def test_wrong_method_is_405_problem_with_allow(svc) -> None:
     assert status == 405
     problem(status, headers, body)
     assert "POST" in headers["Allow"]
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready"])
+def test_probes_refuse_other_methods_with_405(svc, path: str) -> None:
+    status, headers, body = request(svc, "POST", path, b"")
+    assert status == 405
+    problem(status, headers, body)
+    assert headers["Allow"] == "GET, HEAD"
 
 
 def test_malformed_request_is_a_problem_too(svc) -> None:

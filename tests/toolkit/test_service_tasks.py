@@ -4,6 +4,7 @@ import http.client
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,20 @@ def test_tasks_db_in_an_unwritable_folder_is_a_clear_error(tmp_path: Path) -> No
     assert done.stderr.strip().splitlines()[-1].startswith(
         f"error: TASKS_DB {locked / 'sub' / 'tasks.sqlite3'}: cannot open it (")
     assert "Traceback" not in done.stderr
+
+
+def test_without_tasks_db_tasks_go_to_data_or_the_user_cache(start_service,
+                                                              tmp_path: Path) -> None:
+    """The default place: /data/tasks.sqlite3 when /data is a writable folder (the image's
+    volume), else $XDG_CACHE_HOME/workspace-service/NAME/tasks.sqlite3."""
+    data = Path("/data")
+    expected = data / "tasks.sqlite3" if data.is_dir() and os.access(data, os.W_OK) else \
+        tmp_path / "cache" / "workspace-service" / "standard" / "tasks.sqlite3"
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path), TASKS_DB="",
+                        XDG_CACHE_HOME=str(tmp_path / "cache"))
+    _, _, doc = post_task(svc, {"numbers": [1]})
+    wait_status(svc, doc["task_id"], "completed")
+    assert expected.is_file()
+    with sqlite3.connect(expected) as db:
+        assert db.execute("SELECT status FROM tasks WHERE task_id = ?",
+                          (doc["task_id"],)).fetchone() == ("completed",)

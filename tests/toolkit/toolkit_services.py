@@ -44,7 +44,7 @@ def boom():
     raise ValueError("internal detail: /secret/path")
 
 
-@svc.endpoint("/teapot")
+@svc.endpoint("/teapot", responses={418: "always"})
 def teapot():
     raise Problem(418, "short and stout", hint="tip me over")
 

@@ -17,6 +17,7 @@ import flask
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .problems import Problem
+from .server import CLOSE_KEY
 
 RETRY_AFTER = "1"  # seconds: a short, honest hint for a busy or starting service
 
@@ -58,6 +59,7 @@ class Limits:
                 raise Rejected(415, f"Content-Type must be one of {', '.join(self.content_types)}"
                                f" (got {sent})", "content_type")
             if request.content_length is None:
+                request.environ[CLOSE_KEY] = True  # a body may follow, unframed: never parse it
                 raise Rejected(411, "a body is expected: send its Content-Length",
                                "length_required")
         if self.max_content_length is not None and (request.content_length or 0) > \

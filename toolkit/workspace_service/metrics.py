@@ -5,7 +5,6 @@ refusals by reason, and tasks by status: `tasks{status="queued"}` is the
 signal an autoscaler scales workers on.
 """
 
-import importlib.util
 from typing import Any
 
 from .tasks.base import TaskBackend
@@ -15,15 +14,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
-def available() -> bool:
-    """Whether prometheus-client is installed (the `prometheus` extra)."""
-    return importlib.util.find_spec("prometheus_client") is not None
-
-
 class Metrics:
     """The service's metrics, in a registry of their own (not the global one)."""
 
     def __init__(self, tasks: TaskBackend | None) -> None:
+        """Raises ImportError without prometheus-client."""
         import prometheus_client as prom  # ~45 ms: only when metrics are served
 
         self._prom = prom

@@ -8,9 +8,9 @@ cheap and never depend on the app; the server gives them threads of their own
 import json
 from collections.abc import Callable, Iterable
 
+from . import problems
 from .accesslog import ROUTE_KEY
 from .lifecycle import FAILED, Lifecycle
-from .problems import status_line
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
@@ -45,14 +45,19 @@ class Probes:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         probe = self.paths.get(environ.get("PATH_INFO", ""))
-        if probe is None or environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+        if probe is None:
             return self.app(environ, start_response)
         environ[ROUTE_KEY] = f"/{probe}"
-        status, doc = (health if probe == "health" else ready)(self.lifecycle)
-        payload = json.dumps(doc).encode()
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
-                   ("Cache-Control", "no-store")]
-        if status == 503:
-            headers.append(("Retry-After", "1"))
-        start_response(status_line(status), headers)
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            payload = problems.body(405, f"/{probe} answers GET and HEAD only")
+            headers = [("Content-Type", problems.PROBLEM_TYPE), ("Allow", "GET, HEAD")]
+            status = 405
+        else:
+            status, doc = (health if probe == "health" else ready)(self.lifecycle)
+            payload = json.dumps(doc).encode()
+            headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+            if status == 503:
+                headers.append(("Retry-After", "1"))
+        headers.append(("Content-Length", str(len(payload))))
+        start_response(problems.status_line(status), headers)
         return [b"" if environ["REQUEST_METHOD"] == "HEAD" else payload]

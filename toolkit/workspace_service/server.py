@@ -39,6 +39,9 @@ PROBE_THREADS = 2
 #: How long a failed startup stays visible (`/health` 500) before the process exits.
 FAILED_EXIT_DELAY = 1.0
 _STARTUP_FAILED = 0  # the byte written to the wake-up pipe when startup raised
+#: Set in the WSGI environ to close the connection after the answer (WSGI apps may not
+#: send `Connection` themselves): when unread bytes of a refused body would follow.
+CLOSE_KEY = "workspace_service.close_connection"
 
 
 def serve(app: Callable) -> NoReturn:
@@ -79,8 +82,8 @@ def _routes(app: Callable, path: str) -> bool:
 
 class _Task(WSGITask):
     def build_response_header(self) -> bytes:
-        if self.channel.server.closing:
-            self.set_close_on_finish()  # so the client reconnects to another replica
+        if self.channel.server.closing or (self.environ or {}).get(CLOSE_KEY):
+            self.set_close_on_finish()  # draining: so the client reconnects elsewhere
         return super().build_response_header()
 
 
@@ -156,13 +159,14 @@ class Drainable:
 
 
 def run(app: Callable, settings: Settings, lifecycle: Lifecycle, *, probe_paths: set[str],
-        started: Callable[[Callable[[], None]], None] | None = None,
+        started: Callable[[Callable[[str], None]], None] | None = None,
         work: Drainable | None = None) -> int:
     """Serve `app` until a stop signal, drain, and return the exit status.
 
     `started(failed)` is called once the port is open (to run startup in a
-    thread); it calls `failed()` when startup raised, and the process then
-    exits 1 after `FAILED_EXIT_DELAY`.
+    thread); it calls `failed(cause)` when startup raised, and the process then
+    exits 1 after `FAILED_EXIT_DELAY`, the cause on its last line (a supervisor
+    quotes the last lines of a service that exited).
     """
     work = work or Drainable()
     wake = _stop_signal_pipe()  # before the port opens: from then on a stop is graceful
@@ -174,12 +178,14 @@ def run(app: Callable, settings: Settings, lifecycle: Lifecycle, *, probe_paths:
     server = _Server(app, probe_paths, adj)
     threading.Thread(target=server.run, name="waitress-loop", daemon=True).start()
     log.info("serving on http://%s:%s", server.effective_host, server.effective_port)
+    causes: list[str] = []
     if started:
-        started(lambda: _startup_failed(wake.write_end))
+        started(lambda cause: _startup_failed(wake.write_end, causes, cause))
     else:
         lifecycle.ready()
     signum = os.read(wake.read_end, 1)[0]
     if signum == _STARTUP_FAILED:
+        log.error("startup failed: %s: exiting 1", causes[0])
         return 1
     lifecycle.drain()
     work.stop_taking()
@@ -211,7 +217,8 @@ def _wait_until(deadline: float, read_end: int) -> None:
             os.read(read_end, 1)
 
 
-def _startup_failed(write_end: int) -> None:
+def _startup_failed(write_end: int, causes: list[str], cause: str) -> None:
+    causes.append(cause)
     time.sleep(FAILED_EXIT_DELAY)  # let probes and the log show the failure first
     os.write(write_end, bytes([_STARTUP_FAILED]))
 

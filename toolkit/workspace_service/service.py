@@ -16,7 +16,6 @@
 """
 
 import functools
-import importlib.util
 import logging
 import sys
 import threading
@@ -31,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 from . import metrics, openapi, problems, server
 from .accesslog import ROUTE_KEY, AccessLog
 from .basepath import BasePath
-from .lifecycle import Lifecycle
+from .lifecycle import FAILED, STARTING, Lifecycle
 from .limits import RETRY_AFTER, Limits, Rejected
 from .metrics import Metrics
 from .probes import Probes, probe_paths
@@ -101,7 +100,7 @@ class Service:
         def decorate(function: Callable) -> Callable:
             @functools.wraps(function)
             def view(**kwargs: Any) -> Any:
-                self._refuse_unless_ready()
+                self._refuse_unless_started()
                 limits.check(flask.request)
                 with limits.slot():
                     limits.read_body(flask.request)
@@ -128,7 +127,7 @@ class Service:
 
             @functools.wraps(function)
             def view() -> flask.Response:
-                self._refuse_unless_ready()
+                self._refuse_unless_started()
                 limits.check(flask.request)
                 body = limits.read_body(flask.request)
                 record = tasks.create(rule, body, flask.request.mimetype,
@@ -152,8 +151,10 @@ class Service:
         """The whole WSGI app: access log, probes, base path, then Flask (built once;
         usable by another WSGI server too, without the drain)."""
         if self._wsgi is None:
-            if metrics.available():
+            try:
                 self._metrics = metrics.Metrics(self._tasks)
+            except ImportError:  # no `prometheus` extra: no /metrics
+                self._metrics = None
             app = BasePath(self.app, self.settings.base_path) if self.settings.base_path \
                 else self.app
             probes = probe_paths(self.settings.base_path)
@@ -174,18 +175,20 @@ class Service:
                           started=self._start, work=self._tasks)
         sys.exit(code)
 
-    def _start(self, failed: Callable[[], None]) -> None:
+    def _start(self, failed: Callable[[str], None]) -> None:
         threading.Thread(target=self._run_startup, args=(failed,), name="startup",
                          daemon=True).start()
 
-    def _run_startup(self, failed: Callable[[], None]) -> None:
+    def _run_startup(self, failed: Callable[[str], None]) -> None:
         try:
             for function in self._startups:
                 function()
-        except Exception:
+        except Exception as exc:
             log.exception("startup failed: the service exits")
             self.lifecycle.fail()
-            failed()
+            failed(f"{type(exc).__name__}: {exc}")
+            return
+        if self.lifecycle.status != STARTING:  # a stop began while starting: start no work
             return
         if self._tasks is not None:
             self._tasks.start()
@@ -223,12 +226,13 @@ class Service:
 
     # ---- documents
     def _openapi_document(self) -> dict:
-        if importlib.util.find_spec("apispec") is None:
-            raise problems.Problem(501, "the OpenAPI document needs apispec: "
-                                   "pip install 'workspace-service[openapi]'")
         if self._openapi is None:
-            self._openapi = openapi.document(self.name, self.version, self.settings.base_path,
-                                             self.routes)
+            try:
+                self._openapi = openapi.document(self.name, self.version,
+                                                 self.settings.base_path, self.routes)
+            except ImportError:
+                raise problems.Problem(501, "the OpenAPI document needs apispec: "
+                                       "pip install 'workspace-service[openapi]'") from None
         return self._openapi
 
     def _metrics_text(self) -> flask.Response:
@@ -238,9 +242,12 @@ class Service:
         return flask.Response(self._metrics.render(), content_type=metrics.CONTENT_TYPE)
 
     # ---- answers
-    def _refuse_unless_ready(self) -> None:
-        if not self.lifecycle.is_ready:
-            status = self.lifecycle.status
+    def _refuse_unless_started(self) -> None:
+        """503 while starting or after startup failed. A draining service still serves:
+        for DRAIN_DELAY the load balancer may still send requests, and after it the
+        listener is closed, so what arrives was accepted and must be answered."""
+        status = self.lifecycle.status
+        if status in (STARTING, FAILED):
             raise Rejected(503, f"the service is {status}; retry shortly", status,
                            {"Retry-After": RETRY_AFTER})
 

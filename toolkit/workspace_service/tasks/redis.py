@@ -1,6 +1,6 @@
 """Tasks through Redis (REDIS_URL): dramatiq queues them, the toolkit keeps their records.
 
-Why dramatiq (measured against rq and celery, bench/README.md's note): its
+Why dramatiq (measured against rq and celery: toolkit/README.md): its
 Redis broker notices a dead worker by its missing heartbeat and gives that
 worker's messages to another, by design; rq re-runs a killed worker's job only
 with `Retry` after its maintenance pass, celery only with `acks_late` and a
@@ -44,6 +44,13 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'queued' and status ~= 'running' then return nil end
 redis.call('HSET', KEYS[1], 'status', 'running', 'updated', ARGV[1])
 return redis.call('HMGET', KEYS[1], 'endpoint', 'body', 'content_type')
+"""
+# Report progress of a running task only (never re-create an expired record).
+_UPDATE = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'message', ARGV[1], 'updated', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'progress', ARGV[3]) end
+return 1
 """
 # Record the end of a run unless another run already ended it.
 _FINISH = """
@@ -98,6 +105,7 @@ class RedisBackend(TaskBackend):
                                   maintenance_chance=MAINTENANCE_CHANCE, middleware=[])
         self._claim = self.client.register_script(_CLAIM)
         self._finish = self.client.register_script(_FINISH)
+        self._update = self.client.register_script(_UPDATE)
         for endpoint in self.functions:
             name = _queue_name(endpoint)
             self._actors[endpoint] = Actor(self._run, broker=self.broker, actor_name=name,
@@ -140,11 +148,13 @@ class RedisBackend(TaskBackend):
                     return earlier
                 self.client.set(key, task_id, ex=ttl)  # the earlier task expired
         now = time.time()
-        self.client.hset(self._key(task_id), mapping={
-            "task_id": task_id, "endpoint": endpoint, "status": QUEUED, "message": "",
-            "progress": "", "result": "", "error": "", "created": now, "updated": now,
-            "body": body, "content_type": content_type})
-        self.client.expire(self._key(task_id), ttl)
+        with self.client.pipeline() as record:  # MULTI/EXEC: never a record without its TTL
+            record.hset(self._key(task_id), mapping={
+                "task_id": task_id, "endpoint": endpoint, "status": QUEUED, "message": "",
+                "progress": "", "result": "", "error": "", "created": now, "updated": now,
+                "body": body, "content_type": content_type})
+            record.expire(self._key(task_id), ttl)
+            record.execute()
         self._actors[endpoint].send(task_id)
         record = self.get(task_id)
         assert record is not None
@@ -163,10 +173,8 @@ class RedisBackend(TaskBackend):
             updated=float(raw["updated"]))
 
     def update(self, task_id: str, message: str, progress: float | None) -> None:
-        fields: dict[str, Any] = {"message": message, "updated": time.time()}
-        if progress is not None:
-            fields["progress"] = progress
-        self.client.hset(self._key(task_id), mapping=fields)
+        self._update(keys=[self._key(task_id)],
+                     args=[message, time.time(), "" if progress is None else progress])
 
     def claim(self, task_id: str) -> TaskInput | None:
         row = self._claim(keys=[self._key(task_id)], args=[time.time()])
