@@ -93,7 +93,7 @@ class APIService:
             @functools.wraps(func)
             def view(**url_values: Any) -> Any:
                 values = _processed(request_processing_function)
-                return func(api_path=api_path, **{**url_values, **values})
+                return func(**{"api_path": api_path, **url_values, **values})
 
             self._endpoint(api_path, methods, maximum_concurrent_requests, content_types,
                            content_max_length)(view)
@@ -117,7 +117,8 @@ class APIService:
                 with rebuilt_request(self.app, task):
                     values = _processed(request_processing_function)
                     url_values = flask.request.view_args or {}
-                    return func(api_path=api_path, taskId=task.id, **{**url_values, **values})
+                    return func(**{"api_path": api_path, **url_values, **values,
+                                   "taskId": task.id})
 
             functools.update_wrapper(run, func)
             self.service.tasks.register(api_path, run, maximum_concurrent_requests or 1)
@@ -144,15 +145,16 @@ class APIService:
         return self.service.endpoint(api_path, methods=list(methods), max_concurrent=max_concurrent,
                                      content_types=content_types,
                                      max_content_length=max_content_length, json_object=False,
-                                     endpoint=f"ai4e:{api_path}")
+                                     endpoint=f"ai4e:{','.join(methods)}:{api_path}")
 
     def run(self, *args: Any, **kwargs: Any) -> None:
         """`app.run()`: serve through the toolkit on $HOST:$PORT (AI4E's own arguments,
         host, port, debug, are ignored: the runner sets PORT)."""
         server.configure_logging()  # before serve(), so that this line is in the same log
         if args or kwargs:
+            given = [*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())]
             log.warning("app.run(%s): arguments ignored; serving on $HOST:$PORT",
-                     ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())]))
+                        ", ".join(given))
         self.service.serve()
 
 
