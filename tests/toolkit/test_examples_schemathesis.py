@@ -27,13 +27,15 @@ EXAMPLES = [
 ]
 
 
-def schemathesis(runner: RunnerProcess, checks: tuple[str, ...]) -> subprocess.CompletedProcess:
-    """`schemathesis run URL/openapi.json` with `checks`, a fixed seed, few examples each."""
+def schemathesis(runner: RunnerProcess, checks: tuple[str, ...],
+                 workdir: Path) -> subprocess.CompletedProcess:
+    """`schemathesis run URL/openapi.json` with `checks`, a fixed seed, few examples each;
+    in `workdir`, where it keeps its cache (nothing is left in the checkout)."""
     return subprocess.run(
         [sys.executable, "-m", "schemathesis.cli", "run", f"{runner.url}/openapi.json",
          "--checks", ",".join(checks), "--max-examples", "25", "--seed", "1", "--no-color",
          "--generation-database", "none", "--request-timeout", "10"],
-        capture_output=True, text=True, timeout=240)
+        capture_output=True, text=True, timeout=240, cwd=workdir)
 
 
 @pytest.mark.parametrize(("name", "checks", "env"), EXAMPLES, ids=[e[0] for e in EXAMPLES])
@@ -45,7 +47,7 @@ def test_schemathesis_finds_no_5xx_and_no_answer_outside_the_document(
         **env))
     try:
         wait_ready(runner)
-        fuzzed = schemathesis(runner, checks)
+        fuzzed = schemathesis(runner, checks, tmp_path)
         code = stop(runner)
     finally:
         runner.kill()
