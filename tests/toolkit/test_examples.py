@@ -210,3 +210,16 @@ def test_hello_requirements_bring_the_toolkit_from_the_checkout(tmp_path: Path) 
     assert runner.proc.returncode == 0, runner.stderr
     assert "check passed: GET /ready -> 200 OK" in runner.stderr
     assert installed.stdout.startswith(str(venv)), installed
+
+
+def test_check_fails_when_the_startup_behind_ready_fails(tmp_path: Path) -> None:
+    """A corrupt model file: startup raises, `/ready` says "failed", `--check` exits 5."""
+    corrupt = tmp_path / "model.pickle"
+    corrupt.write_bytes(b"not a pickle")
+    runner = run_runner([IRIS, "--code-only", "--check", "--max-restarts", "0"],
+                        env=toolkit_env(MODEL_PATH=str(corrupt)))
+    assert runner.proc.returncode == 5, runner.stderr
+    assert re.fullmatch(r'error: check failed: GET /ready -> 503 Service Unavailable \(ready '
+                        r'after \d+\.\d\d s\): \{"status": "failed"\} \(a healthy service '
+                        r'answers 2xx or 3xx\)', runner.error_line())
+    assert "UnpicklingError" in runner.stdout + runner.stderr  # the cause, in the log
