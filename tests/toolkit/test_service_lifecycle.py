@@ -68,6 +68,7 @@ def test_probes_answer_while_every_request_thread_is_busy(start_service,
         queued = http_get(svc.url("/plain"), timeout=0.5)  # waits for the one thread
         started = time.monotonic()
         health, ready = get(svc, "/health"), get(svc, "/ready")
+        scrape = http_get(svc.url("/metrics"), timeout=5)
         probe_seconds = time.monotonic() - started
     finally:
         open_gate(tmp_path, "busy")
@@ -75,6 +76,7 @@ def test_probes_answer_while_every_request_thread_is_busy(start_service,
     assert queued is None, "the request thread was not busy: the test proves nothing"
     assert health == (200, {"health": "true", "status": "ok"})
     assert ready == (200, {"status": "ready"})
+    assert scrape is not None and scrape[0] == 200 and b"http_requests_in_flight" in scrape[1]
     assert probe_seconds < 1
 
 
@@ -95,6 +97,7 @@ def test_base_path_moves_every_route_but_probes_stay_at_the_root(start_service, 
     assert resp.status == 202
     assert resp.headers["Location"] == doc["status_url"] == f"/v1/iris/tasks/{doc['task_id']}"
     assert get(svc, doc["status_url"])[0] == 200
+    wait_for(lambda: "GET /v1/iris/echo/x 200" in svc.output, 5, "the full path in the log")
 
 
 def test_keep_alive_reuses_the_connection_and_closes_it_when_idle(start_service,
@@ -153,6 +156,23 @@ def test_sigterm_drains_held_requests_after_the_delay(start_service, tmp_path: P
     assert code == 0
 
 
+def test_a_request_unanswered_at_drain_timeout_exits_1(start_service, tmp_path: Path) -> None:
+    """A request still running after DRAIN_TIMEOUT is lost when the process ends: say so."""
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path), DRAIN_TIMEOUT="0.3")
+    held = threading.Thread(target=http_get, args=(svc.url("/hold/forever"), 20))
+    held.start()
+    try:
+        wait_for(lambda: entered(tmp_path, "forever"), 10, "the request in flight")
+        svc.signal(signal.SIGTERM)
+        code = svc.wait(10)
+    finally:
+        open_gate(tmp_path, "forever")
+        held.join(20)
+    assert code == 1
+    assert svc.output.strip().splitlines()[-1].endswith(
+        "drain timed out: 1 request(s) unanswered")
+
+
 def test_serve_any_wsgi_app_keeps_its_own_health_and_drains(start_service,
                                                             tmp_path: Path) -> None:
     source = """
@@ -196,12 +216,12 @@ def test_serve_any_wsgi_app_keeps_its_own_health_and_drains(start_service,
     assert "GET /hold 200" in svc.output
 
 
-@pytest.mark.parametrize(("variable", "value"), [("DRAIN_DELAY", "soon"), ("PORT", "-1")])
+@pytest.mark.parametrize(("variable", "value", "says"), [
+    ("DRAIN_DELAY", "soon", "be a number"), ("PORT", "-1", "be at least 0"),
+    ("THREADS", "0", "be at least 1")])
 def test_a_bad_setting_is_one_error_line_at_start(start_service, tmp_path: Path,
-                                                  variable: str, value: str) -> None:
+                                                  variable: str, value: str, says: str) -> None:
     svc = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), **{variable: value})
     code = svc.wait(15)
     assert code == 1
-    assert svc.output.strip().splitlines() == [
-        f"error: {variable} must {'be a number' if value == 'soon' else 'not be negative'}, "
-        f"got {value!r}"]
+    assert svc.output.strip().splitlines() == [f"error: {variable} must {says}, got {value!r}"]

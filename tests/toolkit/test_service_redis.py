@@ -75,3 +75,25 @@ def test_redis_url_pointing_at_nothing_is_a_clear_error_at_start(tmp_path: Path)
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: REDIS_URL redis://:***@127.0.0.1:{port}/0: cannot use it (")
     assert "hunter2" not in done.stderr + done.stdout
+
+
+def test_a_task_unfinished_at_a_replicas_drain_is_run_by_another(start_service, redis_env,
+                                                                 tmp_path: Path) -> None:
+    replicas = [start_service(STANDARD, name=f"r{n}.py", DRAIN_TIMEOUT="0.3", **redis_env)
+                for n in range(2)]
+    _, _, doc = post_task(replicas[0], {"numbers": [2, 3], "gate": "after-drain"})
+    task_id = doc["task_id"]
+    wait_status(replicas[0], task_id, "running")
+    pid = int((tmp_path / f"pid-{task_id}").read_text())
+    stopping = next(r for r in replicas if r.proc.pid == pid)
+    other = next(r for r in replicas if r is not stopping)
+    stopping.signal(signal.SIGTERM)
+    code = stopping.wait(10)
+    left = status_of(other, task_id)["status"]
+    open_gate(tmp_path, "after-drain")
+    done = wait_status(other, task_id, "completed", timeout=60)
+    assert code == 0
+    assert "1 task(s) left queued, to run again" in stopping.output
+    assert left in ("queued", "running")  # queued, or already taken by the other replica
+    assert done["result"] == {"sum": 5}
+    assert int((tmp_path / f"pid-{task_id}").read_text()) == other.proc.pid

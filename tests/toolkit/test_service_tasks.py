@@ -134,7 +134,7 @@ def test_a_task_unfinished_at_drain_timeout_is_left_queued_for_the_next_start(
     svc.signal(signal.SIGTERM)
     code = svc.wait(10)
     assert code == 0
-    assert "1 task(s) left queued for the next start" in svc.output
+    assert "1 task(s) left queued, to run again" in svc.output
     again = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), STARTUP_GATE="startup")
     again.wait_listening()
     # Not started yet: both are queued, nothing was lost or marked failed.

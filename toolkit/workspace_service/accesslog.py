@@ -2,16 +2,18 @@
 
 The id is the client's `X-Request-ID` when it sent a usable one (so a trace
 crosses services), else a new one; either way it is echoed in the answer.
+
+The lines are written to stdout directly, in the log's format, not through
+`logging`: a log record costs ~15 µs, a tenth of a small request's whole time.
 """
 
-import logging
+import os
 import re
+import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
-log = logging.getLogger("workspace_service.access")
 _USABLE_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,200}")
 
 
@@ -27,7 +29,7 @@ def request_id(sent: str | None) -> str:
     """The client's id when it is short and plain, else a fresh one."""
     if sent and _USABLE_ID.fullmatch(sent):
         return sent
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 ROUTE_KEY = "workspace_service.route"
@@ -46,12 +48,17 @@ class AccessLog:
     def __init__(self, app: Callable, observer: Observer | None = None) -> None:
         self.app = app
         self.observer = observer
+        self._second = -1
+        self._stamp = ""
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         rid = request_id(environ.get("HTTP_X_REQUEST_ID"))
         environ["HTTP_X_REQUEST_ID"] = rid
         started = time.perf_counter()
         status = ["500"]
+        path = environ.get("PATH_INFO", "")  # before a base path is taken off it
+        if environ.get("QUERY_STRING"):
+            path = f"{path}?{environ['QUERY_STRING']}"
 
         def start(status_line: str, headers: list, exc_info: object = None) -> Callable:
             status[0] = status_line.split(" ", 1)[0]
@@ -59,7 +66,7 @@ class AccessLog:
 
         if self.observer:
             self.observer.request_started()
-        finished = lambda: self._finished(environ, int(status[0]), started, rid)  # noqa: E731
+        finished = lambda: self._finished(environ, path, int(status[0]), started, rid)  # noqa: E731
         try:
             body = self.app(environ, start)
         except BaseException:
@@ -67,14 +74,25 @@ class AccessLog:
             raise
         return _Body(body, finished)
 
-    def _finished(self, environ: dict, status: int, started: float, rid: str) -> None:
+    def _finished(self, environ: dict, path: str, status: int, started: float,
+                  rid: str) -> None:
         seconds = time.perf_counter() - started
-        method, path = environ.get("REQUEST_METHOD", "-"), environ.get("PATH_INFO", "")
-        if environ.get("QUERY_STRING"):
-            path = f"{path}?{environ['QUERY_STRING']}"
-        log.info('%s %s %s %.1fms id=%s', method, path, status, seconds * 1000, rid)
+        method = environ.get("REQUEST_METHOD", "-")
+        self._write(f"{method} {path} {status} {seconds * 1000:.1f}ms id={rid}")
         if self.observer:
             self.observer.request_finished(method, route_of(environ), status, seconds)
+
+    def _write(self, text: str) -> None:
+        """One line as `logging` would format it (server.LOG_FORMAT), flushed at once."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # strftime once a second, not once a request
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            self._second = second
+        out = sys.stdout
+        out.write(f"{self._stamp},{int((now - second) * 1000):03d} INFO "
+                  f"workspace_service.access: {text}\n")
+        out.flush()
 
 
 class _Body:

@@ -50,6 +50,8 @@ class Limits:
         self.content_types = [t.lower() for t in self.content_types or []] or None
         self._slots = (threading.BoundedSemaphore(self.max_concurrent)
                        if self.max_concurrent else None)
+        #: Whether a body is looked at (else a GET is not slowed by reading nothing).
+        self.reads_body = bool(self.content_types) or self.max_content_length is not None
 
     def check(self, request: flask.Request) -> None:
         """Refuse by the headers alone: content type, then length."""

@@ -34,14 +34,20 @@ class Metrics:
                                        ["reason"], registry=self.registry)
         if tasks is not None:
             self.registry.register(_TaskCollector(tasks))
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def request_started(self) -> None:
         self.in_flight.inc()
 
     def request_finished(self, method: str, route: str, status: int, seconds: float) -> None:
         self.in_flight.dec()
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        key = (method, route, status)
+        series = self._series.get(key)
+        if series is None:  # labels() costs a lock and a lookup: once per series
+            series = self._series[key] = (self.requests.labels(method, route, str(status)),
+                                          self.latency.labels(route))
+        series[0].inc()
+        series[1].observe(seconds)
 
     def rejected(self, reason: str) -> None:
         self.rejections.labels(reason).inc()

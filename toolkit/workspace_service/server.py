@@ -36,6 +36,7 @@ from .settings import Settings, SettingsError
 
 log = logging.getLogger("workspace_service")
 PROBE_THREADS = 2
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # accesslog.py writes it too
 #: How long a failed startup stays visible (`/health` 500) before the process exits.
 FAILED_EXIT_DELAY = 1.0
 _STARTUP_FAILED = 0  # the byte written to the wake-up pipe when startup raised
@@ -64,8 +65,7 @@ def serve(app: Callable) -> NoReturn:
 def configure_logging() -> None:
     """Log lines (the access log too) on stdout, unless the app set up logging itself."""
     if not logging.getLogger().handlers:
-        logging.basicConfig(stream=sys.stdout, level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(stream=sys.stdout, level=logging.INFO, format=LOG_FORMAT)
 
 
 def _routes(app: Callable, path: str) -> bool:
@@ -201,7 +201,8 @@ def _drain(server: _Server, work: Drainable, deadline: float) -> int:
         time.sleep(0.02)
     requests, tasks = server.busy_channels(), work.busy()
     if tasks:
-        log.warning("drain timed out: %d task(s) left queued for the next start", tasks)
+        log.warning("drain timed out: %d task(s) left queued, to run again at the next start "
+                    "(or on another replica)", tasks)
         work.abandon()
     if requests:
         log.error("drain timed out: %d request(s) unanswered", requests)

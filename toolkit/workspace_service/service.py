@@ -101,9 +101,11 @@ class Service:
             @functools.wraps(function)
             def view(**kwargs: Any) -> Any:
                 self._refuse_unless_started()
-                limits.check(flask.request)
+                if limits.reads_body:
+                    limits.check(flask.request)
                 with limits.slot():
-                    limits.read_body(flask.request)
+                    if limits.reads_body:
+                        limits.read_body(flask.request)
                     return function(**kwargs)
 
             self.app.add_url_rule(rule, view_func=view, methods=list(methods), **options)
@@ -170,8 +172,10 @@ class Service:
                 self._tasks.open()
         except TaskStoreError as exc:
             sys.exit(f"error: {exc}")
-        code = server.run(self.wsgi, self.settings, self.lifecycle,
-                          probe_paths=set(probe_paths(self.settings.base_path)),
+        # Metrics ride with the probes: an autoscaler needs them most when every
+        # request thread is busy.
+        fast = {*probe_paths(self.settings.base_path), f"{self.settings.base_path}/metrics"}
+        code = server.run(self.wsgi, self.settings, self.lifecycle, probe_paths=fast,
                           started=self._start, work=self._tasks)
         sys.exit(code)
 

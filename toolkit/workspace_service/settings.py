@@ -36,7 +36,7 @@ class Settings:
         return cls(
             host=env.get("HOST", cls.host),
             port=_number(env, "PORT", cls.port, int),
-            threads=_number(env, "THREADS", cls.threads, int),
+            threads=_number(env, "THREADS", cls.threads, int, minimum=1),
             keepalive_timeout=_number(env, "KEEPALIVE_TIMEOUT", cls.keepalive_timeout),
             drain_delay=_number(env, "DRAIN_DELAY", cls.drain_delay),
             drain_timeout=_number(env, "DRAIN_TIMEOUT", cls.drain_timeout),
@@ -65,7 +65,8 @@ def default_tasks_db(service_name: str) -> Path:
     return cache / "workspace-service" / service_name / "tasks.sqlite3"
 
 
-def _number(env: Mapping[str, str], name: str, default: float, kind: type = float) -> float:
+def _number(env: Mapping[str, str], name: str, default: float, kind: type = float,
+            minimum: float = 0) -> float:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -73,6 +74,6 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type = floa
         value = kind(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise SettingsError(f"{name} must not be negative, got {raw!r}")
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
     return value
