@@ -39,7 +39,7 @@ def ensure_example_requirements() -> None:
         return
     print("installing the example's requirements ...", flush=True)
     subprocess.run([PYTHON, "-m", "pip", "install", "-q", "-r", EXAMPLE / "requirements.txt"],
-                   check=True)
+                   check=True, cwd=EXAMPLE)  # its toolkit line is relative to the example
 
 
 def bare_example(port: int) -> list[str]:

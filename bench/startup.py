@@ -20,6 +20,8 @@ Wall-clock figures on a shared, loaded machine swing by tens of ms, so the
 runner's own part is also given as CPU time (user + system) from launch to
 the moment it spawns the service, beside `python -c pass`: what the runner
 adds before the service can even begin, whatever else the machine is doing.
+Last, what `import workspace_service` (the toolkit) adds to flask + waitress
+(bench/toolkit_import.py, which can also run alone).
 """
 
 import compileall
@@ -127,6 +129,10 @@ def main(runs: int) -> None:
     import conda_startup
 
     conda_startup.main(runs)
+    print("\nthe toolkit: what `import workspace_service` adds to flask + waitress")
+    import toolkit_import
+
+    toolkit_import.main(runs)
 
 
 def measure_all(services: list[Service], runs: int) -> None:
