@@ -15,6 +15,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from helpers import ROOT, free_port, http_get, wait_for
@@ -22,6 +23,7 @@ from podman_tools import HERE, PREFIX, podman
 
 COMPOSE = ROOT / "deploy" / "compose" / "compose.yaml"
 UP_TIMEOUT = 600  # builds nginx and Redis from the Debian base the first time
+CNI_PLUGIN_DIRS = ("/usr/lib/cni", "/usr/libexec/cni", "/opt/cni/bin")
 
 
 class Stack:
@@ -59,6 +61,11 @@ class Stack:
 def stack(image: str) -> Iterator[Stack]:
     if shutil.which("podman-compose") is None:
         pytest.skip("podman-compose is not installed (pip install podman-compose)")
+    backend = podman("info", "--format", "{{.Host.NetworkBackend}}").stdout.strip()
+    if backend == "cni" and not any(Path(d, "dnsname").exists() for d in CNI_PLUGIN_DIRS):
+        pytest.fail("podman's CNI networks need the dnsname plugin for the replicas to find "
+                    "each other: apt-get install golang-github-containernetworking-plugin-dnsname "
+                    "(tests/install.sh does)")
     stack = Stack(image)
     try:
         yield stack
