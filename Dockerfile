@@ -71,6 +71,16 @@ RUN /opt/runner/bin/pip install --no-deps --force-reinstall /src \
  && rm -rf /src \
  && ln -s /opt/runner/bin/execute-code /usr/local/bin/execute-code
 
+# The service toolkit (`workspace_service`, and AI for Earth's module names) in
+# the service Python, so code run by the image imports it without a
+# requirements line. Installed as the venv's owner, so that a user's
+# `pip install` may still upgrade its dependencies (Flask, waitress).
+COPY --chown=1000:1000 toolkit /tmp/toolkit
+USER 1000:1000
+RUN /opt/service/bin/pip install /tmp/toolkit \
+ && rm -rf /tmp/toolkit
+USER 0:0
+
 COPY resources /resources
 COPY workspace_image/healthcheck.py /resources/healthcheck.py
 COPY workspace_image/jupyter_server_config.py /etc/jupyter/jupyter_server_config.py

@@ -3,14 +3,19 @@
     python bench/stop.py
 
 Prints, per way of serving, how many of the 20 requests completed with 200,
-what a new connection made 0.1 s after the signal got, and the exit status.
-  - the example through the runner (SIGTERM to the runner, which forwards it);
-  - baseline: the same Flask app served by plain `waitress.serve` (same 32
+what a new request made 0.1 s after the signal got (and `/ready` then), and
+the exit status.
+  - examples/hello-service (on the toolkit) through the runner (SIGTERM to the
+    runner, which forwards it); then again with DRAIN_DELAY=2, where the new
+    request must still be served while `/ready` says 503;
+  - baseline: the same Flask view served by plain `waitress.serve` (32
     threads, no stop handling), SIGTERM to it directly;
   - for reference: that plain waitress through the runner with `--stop-signal INT`.
+Goal: 20 of 20 through the toolkit, and with the delay the new request answered 200.
 """
 
 import http.client
+import os
 import signal
 import socket
 import tempfile
@@ -21,8 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common import (
-    EXAMPLE,
     PYTHON,
+    ROOT,
     ensure_example_requirements,
     free_port,
     load_note,
@@ -36,11 +41,31 @@ SLOW_SECONDS = 2
 SIGNAL_AFTER = 0.5
 PROBE_AFTER = 0.1
 
+THREADS = 32  # request threads of every server here, so that all 20 run at once
 PLAIN_WAITRESS = f"""\
-import os, runpy, waitress
-app = runpy.run_path({str(EXAMPLE / "__main__.py")!r}, run_name="hello")["app"]
-waitress.serve(app, host="127.0.0.1", port=int(os.environ["PORT"]), threads=32)
+import os, time, flask, waitress
+app = flask.Flask("hello")
+
+@app.get("/")
+def index():
+    return {{"message": "hello"}}
+
+@app.get("/health")
+def health():
+    return {{"status": "ok"}}
+
+@app.get("/slow")
+def slow():
+    seconds = flask.request.args.get("seconds", 1.0, type=float)
+    time.sleep(seconds)
+    return {{"slept": seconds}}
+
+waitress.serve(app, host="127.0.0.1", port=int(os.environ["PORT"]), threads={THREADS})
 """
+#: The toolkit of this checkout, for the example's `import workspace_service`.
+TOOLKIT_ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "toolkit"),
+                                                           os.environ.get("PYTHONPATH")])),
+               "THREADS": str(THREADS)}
 
 
 def slow_request(port: int, results: list[str], index: int) -> None:
@@ -57,15 +82,15 @@ def slow_request(port: int, results: list[str], index: int) -> None:
         conn.close()
 
 
-def new_connection(port: int) -> str:
-    """What a client that arrives during the stop gets."""
+def new_connection(port: int, path: str = "/") -> str:
+    """What a client that arrives during the stop gets for GET `path`."""
     try:
         sock = socket.create_connection(("127.0.0.1", port), timeout=3)
     except ConnectionRefusedError:
         return "refused"
     with sock:
         try:
-            sock.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+            sock.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
             reply = sock.recv(100)
         except ConnectionResetError:
             return "accepted, then reset"
@@ -76,10 +101,12 @@ def new_connection(port: int) -> str:
     return f"answered {reply.split(b' ')[1].decode()}"
 
 
-def trial(name: str, argv: Sequence[str], port: int) -> int:
-    """Fire the requests, signal 0.5 s later, report what the clients saw."""
+def trial(name: str, argv: Sequence[str], port: int,
+          env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Fire the requests, signal 0.5 s later, report what the clients saw:
+    (requests completed, what the new request got)."""
     results = ["no answer"] * CONCURRENT
-    with started(argv, port) as process:
+    with started(argv, port, env) as process:
         wait_200(process)
         clients = [threading.Thread(target=slow_request, args=(port, results, i))
                    for i in range(CONCURRENT)]
@@ -90,7 +117,7 @@ def trial(name: str, argv: Sequence[str], port: int) -> int:
         process.proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         time.sleep(PROBE_AFTER)
-        newcomer = new_connection(port)
+        newcomer, ready = new_connection(port), new_connection(port, "/ready")
         for client in clients:
             client.join(SLOW_SECONDS + 15)
         returncode = process.proc.wait(30)
@@ -100,8 +127,8 @@ def trial(name: str, argv: Sequence[str], port: int) -> int:
     failed = ", ".join(f"{n} {what}" for what, n in outcomes.items()) or "none"
     status = 128 - returncode if returncode < 0 else returncode  # as a shell shows it
     print(f"{name}:\n  completed {completed} of {CONCURRENT} (failed: {failed}); "
-          f"new connection: {newcomer}; exit status {status} after {took:.2f} s")
-    return completed
+          f"new GET /: {newcomer}, /ready: {ready}; exit status {status} after {took:.2f} s")
+    return completed, newcomer
 
 
 def main() -> None:
@@ -109,19 +136,23 @@ def main() -> None:
     print(f"{CONCURRENT} concurrent {SLOW_SECONDS} s requests, SIGTERM {SIGNAL_AFTER} s "
           f"after they started, a new connection {PROBE_AFTER} s after the signal\n")
     port = free_port()
-    ours = trial("examples/hello-service through the runner (SIGTERM forwarded)",
-                 runner_example(port, "--code-only"), port)
+    ours, _ = trial("examples/hello-service (the toolkit) through the runner (SIGTERM forwarded)",
+                    runner_example(port, "--code-only"), port, TOOLKIT_ENV)
     port = free_port()
-    baseline = trial("baseline: the same app on plain waitress.serve, no stop handling",
-          [PYTHON, "-c", PLAIN_WAITRESS], port)
+    delayed, newcomer = trial("the same with DRAIN_DELAY=2 (new requests served, /ready 503)",
+                              runner_example(port, "--code-only"), port,
+                              {**TOOLKIT_ENV, "DRAIN_DELAY": "2"})
+    port = free_port()
+    baseline, _ = trial("baseline: the same view on plain waitress.serve, no stop handling",
+                        [PYTHON, "-c", PLAIN_WAITRESS], port)
     with tempfile.TemporaryDirectory(prefix="bench-plain-waitress-") as folder:
         (Path(folder) / "__main__.py").write_text(PLAIN_WAITRESS)
         port = free_port()
         trial("reference: plain waitress through the runner with --stop-signal INT",
               [PYTHON, "-m", "runner", folder, "--code-only", "--port", str(port),
                "--stop-signal", "INT"], port)
-    print(f"\ncompleted through the runner: {ours} of {CONCURRENT}, "
-          f"baseline (waitress alone): {baseline} of {CONCURRENT}")
+    print(f"\ncompleted through the runner: {ours} of {CONCURRENT} ({delayed} with the delay, "
+          f"its new request: {newcomer}), baseline (waitress alone): {baseline} of {CONCURRENT}")
     print(load_note())
 
 

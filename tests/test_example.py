@@ -1,13 +1,17 @@
-"""The example users copy (examples/hello-service), run through the real runner.
+"""The example users copy (examples/hello-service, on the toolkit), run through the real runner.
 
 It must answer on `/` and `/health`, and on SIGTERM finish every request in
 flight while refusing new connections, then exit 0 so the runner exits 0; a
-request that outlasts the drain limit makes it give up and exit 1.
+request that outlasts the drain limit makes it give up and exit 1. With
+DRAIN_DELAY it goes on serving for that long while `/ready` says 503. The
+toolkit comes from this checkout (PYTHONPATH), as the example's
+requirements.txt would install it.
 """
 
 import glob
 import http.client
 import json
+import os
 import signal
 import socket
 import threading
@@ -21,6 +25,7 @@ from helpers import ROOT, RunnerProcess, pid_alive, wait_for
 
 EXAMPLE = ROOT / "examples" / "hello-service"
 SLOW_SECONDS = 2
+TOOLKIT_PATH = os.pathsep.join(filter(None, [str(ROOT / "toolkit"), os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture
@@ -29,7 +34,8 @@ def start_example() -> Iterator[Callable[..., RunnerProcess]]:
     runners: list[RunnerProcess] = []
 
     def start(env: dict[str, str] | None = None) -> RunnerProcess:
-        runners.append(RunnerProcess([EXAMPLE, "--code-only"], env=env))
+        runners.append(RunnerProcess([EXAMPLE, "--code-only"],
+                                     env={"PYTHONPATH": TOOLKIT_PATH, **(env or {})}))
         runners[-1].wait_http("/health")
         return runners[-1]
 
@@ -100,7 +106,8 @@ def refused(port: int) -> bool:
 
 def test_example_answers_root_and_health(start_example: Callable[..., RunnerProcess]) -> None:
     runner = start_example()
-    assert runner.get("/health") == (200, b'{"status":"ok"}\n')
+    health = runner.get("/health")
+    assert health is not None and json.loads(health[1]) == {"health": "true", "status": "ok"}
     status, body = runner.get("/")
     assert status == 200 and "hello" in json.loads(body)["message"]
     runner.signal(signal.SIGTERM)
@@ -129,14 +136,27 @@ def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(
 def test_stop_gives_up_after_the_drain_limit(
     start_example: Callable[..., RunnerProcess],
 ) -> None:
-    runner = start_example(env={"DRAIN_SECONDS": "0.5"})
+    runner = start_example(env={"DRAIN_TIMEOUT": "0.5"})
     pid = service_pid(runner.proc.pid)
     results: list[object] = []
     clients = start_slow_requests(runner, 1, 30, results)
 
     runner.signal(signal.SIGTERM)
     assert runner.finish(timeout=10) == 1
-    assert "gave up after 0.5 s: 1 request(s) unfinished" in runner.stderr
+    assert "drain timed out: 1 request(s) unanswered" in runner.stdout
     clients[0].join(timeout=5)
     assert isinstance(results[0], ConnectionError)
     assert not pid_alive(pid)
+
+
+def test_drain_delay_keeps_serving_while_ready_says_503(
+    start_example: Callable[..., RunnerProcess],
+) -> None:
+    runner = start_example(env={"DRAIN_DELAY": "2"})
+    runner.signal(signal.SIGTERM)
+    wait_for(lambda: runner.get("/ready") == (503, b'{"status": "draining"}'), 2,
+             "/ready to say draining")
+    during = runner.get("/")
+    wait_for(lambda: refused(runner.port), 5, "new connections to be refused after the delay")
+    assert runner.finish() == 0
+    assert during is not None and during[0] == 200

@@ -157,7 +157,7 @@ def test_watch_reinstalls_only_from_the_changed_dependency(tmp_path: Path, cache
 def test_check_passes_on_a_healthy_service(service: Path) -> None:
     runner = run_runner([service, "--check"])
     assert runner.proc.returncode == 0
-    assert re.search(r"check passed: GET /health -> 200 OK \(ready after \d+\.\d\d s\): ok",
+    assert re.search(r"check passed: GET /ready -> 200 OK \(ready after \d+\.\d\d s\): ok",
                      runner.stderr), runner.stderr
 
 

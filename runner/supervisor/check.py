@@ -1,9 +1,13 @@
 """`--check`: start the service once, ask it over HTTP, stop it. A smoke test for CI.
 
-It asks `GET /health` first (the health route model services are expected to
-have) and falls back to `GET /` when that route does not exist (404).
+It asks `GET /ready` first: a service that has it (the toolkit's) opens its
+port before its start-up (a model load) is done and says 503 "starting" until
+then, so the check waits for that to end, up to `--ready-timeout`; an open
+port alone is not a good start. Without `/ready` (404) it asks `GET /health`
+(the health route model services are expected to have), then `GET /`.
 """
 
+import json
 import time
 
 from runner import log
@@ -13,6 +17,7 @@ from runner.supervisor.base import Exit, Restart, Run, Supervisor, exit_status
 DEFAULT_READY_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 10.0
 SHOWN_BYTES = 200
+READY_POLL = 0.05  # between asks of /ready while the service says it is starting
 
 
 class CheckSupervisor(Supervisor):
@@ -26,7 +31,7 @@ class CheckSupervisor(Supervisor):
         return super().run()
 
     def on_ready(self, run: Run) -> None:
-        self.answer = self._ask()
+        self.answer = self._ask(run)
         self.stop_service(run)
 
     def after_exit(self, run: Run, returncode: int) -> Restart | Exit:
@@ -46,11 +51,18 @@ class CheckSupervisor(Supervisor):
             return Exit(0)
         raise ServiceError(f"check failed: {summary} (a healthy service answers 2xx or 3xx)")
 
-    def _ask(self) -> tuple[str, int, str, bytes]:
-        """GET /health, or / when there is no health route."""
-        answer = self._get("/health")
-        if answer[1] == 404:
-            answer = self._get("/")
+    def _ask(self, run: Run) -> tuple[str, int, str, bytes]:
+        """GET /ready (once it no longer says "starting"), else /health, else /."""
+        assert self.config.ready_timeout is not None  # set by run()
+        deadline = time.monotonic() + self.config.ready_timeout - run.ran_for
+        answer = self._get("/ready")
+        while _starting(answer) and time.monotonic() < deadline:
+            time.sleep(READY_POLL)
+            answer = self._get("/ready")
+        for path in ("/health", "/"):
+            if answer[1] != 404:
+                break
+            answer = self._get(path)
         return answer
 
     def _get(self, path: str) -> tuple[str, int, str, bytes]:
@@ -70,3 +82,13 @@ class CheckSupervisor(Supervisor):
             ) from None
         finally:
             conn.close()
+
+
+def _starting(answer: tuple[str, int, str, bytes]) -> bool:
+    """Whether a /ready answer is the toolkit's 503 {"status": "starting"}."""
+    if answer[1] != 503:
+        return False
+    try:
+        return json.loads(answer[3]).get("status") == "starting"
+    except (ValueError, AttributeError):
+        return False

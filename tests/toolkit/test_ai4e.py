@@ -1,0 +1,177 @@
+"""AI for Earth compatibility: a service written for AI4E's framework, served by the runner.
+
+The service (tests/toolkit/ai4e_base_py) is the base-py example as the seed
+describes it: `APIService(app, log)`, a long-running `POST /example`, a sync
+`GET /echo/<text>`, `app.run()` at the end. It runs unchanged on the toolkit's
+`ai4e_service`, `ai4e_app_insights_wrapper` and `task_management` modules,
+under `API_PREFIX` as AI4E's Dockerfile sets it. The tests check AI4E's
+answers where clients parse them (`TaskId: <id>`, the status keys) and the
+toolkit's where AI4E was wrong (415 not 401, 404 for an unknown task, a
+raising task failed, limits on parameterised routes, tasks kept over a restart).
+"""
+
+import http.client
+import json
+import os
+import re
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, RunnerProcess, wait_for
+from test_examples import problem, request, service_pid, toolkit_env, wait_ready
+
+SERVICE = ROOT / "tests" / "toolkit" / "ai4e_base_py"
+PREFIX = "/v1/my_api/tasker"
+TASK_ID = re.compile(r"TaskId: ([0-9a-f]{32})")
+FINISHED = ("completed", "failed")
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., RunnerProcess]]:
+    """Start the AI4E service through the runner; whatever still runs is killed after."""
+    runners: list[RunnerProcess] = []
+
+    def start_one(**env: str) -> RunnerProcess:
+        runners.append(RunnerProcess([SERVICE, "--code-only"], env=toolkit_env(
+            API_PREFIX=PREFIX, TASKS_DB=str(tmp_path / "tasks.sqlite3"), **env)))
+        wait_ready(runners[-1])
+        return runners[-1]
+
+    yield start_one
+    for runner in runners:
+        runner.kill()
+
+
+def post_example(runner: RunnerProcess, doc: object) -> str:
+    """POST {prefix}/example; the task id from AI4E's `TaskId: <id>` reply."""
+    status, headers, body = request(runner, "POST", f"{PREFIX}/example", json.dumps(doc).encode())
+    assert status == 200, (status, body)
+    match = TASK_ID.fullmatch(body.decode())
+    assert match, body
+    assert headers["Location"] == f"{PREFIX}/tasks/{match[1]}"
+    return match[1]
+
+
+def task_status(runner: RunnerProcess, task_id: str) -> dict[str, object]:
+    answer = runner.get(f"{PREFIX}/task/{task_id}")
+    assert answer is not None and answer[0] == 200, answer
+    return json.loads(answer[1])
+
+
+def wait_finished(runner: RunnerProcess, task_id: str, timeout: float = 20) -> list[dict]:
+    """Every status document seen until the task finished, the last one finished."""
+    seen: list[dict] = []
+
+    def finished() -> bool:
+        seen.append(task_status(runner, task_id))
+        return seen[-1]["status"] in FINISHED
+
+    wait_for(finished, timeout, f"task {task_id} to finish")
+    return seen
+
+
+def test_health_echo_and_a_long_running_task(start: Callable[..., RunnerProcess]) -> None:
+    runner = start(SLEEP="0.5")
+    task_id = post_example(runner, {"image": "x"})
+    seen = wait_finished(runner, task_id)
+    runner.signal(signal.SIGTERM)
+    assert runner.finish() == 0
+
+    assert runner.get(f"{PREFIX}/") is None  # stopped; the answers below were taken before
+    last = seen[-1]
+    assert {doc["Status"] for doc in seen} >= {"running model", "completed"}, seen
+    assert (last["TaskId"], last["task_id"], last["status"]) == (task_id, task_id, "completed")
+    assert last["Endpoint"] == f"{PREFIX}/example"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", str(last["Timestamp"]))
+    assert f"ai4e DEBUG Running model task_id={task_id}" in runner.stdout
+    assert f"ai4e DEBUG Completed task task_id={task_id}" in runner.stdout
+
+
+def test_health_check_and_echo_under_the_prefix(start: Callable[..., RunnerProcess]) -> None:
+    runner = start()
+    health = runner.get(f"{PREFIX}/")
+    echo = runner.get(f"{PREFIX}/echo/hello")
+    probe = runner.get("/health")
+    outside = request(runner, "GET", "/echo/hello", content_type=None)
+    runner.signal(signal.SIGTERM)
+    assert runner.finish() == 0
+    assert health == (200, b"Health check OK")
+    assert echo == (200, b"Echo: hello")
+    assert probe is not None and json.loads(probe[1]) == {"health": "true", "status": "ok"}
+    assert problem(outside)["status"] == 404
+    assert "ai4e INFO metric echo_length=5" in runner.stdout
+
+
+def test_fail_task_and_a_raising_task_end_failed(start: Callable[..., RunnerProcess]) -> None:
+    runner = start(SLEEP="0")
+    empty = wait_finished(runner, post_example(runner, {}))[-1]
+    raised = wait_finished(runner, post_example(runner, {"fail": True}))[-1]
+    alive = runner.get(f"{PREFIX}/echo/still")
+    runner.signal(signal.SIGTERM)
+    assert runner.finish() == 0
+    assert (empty["status"], empty["Status"]) == (
+        "failed", "Task failed - Body was empty or could not be parsed.")
+    assert (raised["status"], raised["error"]) == ("failed", "RuntimeError: model exploded")
+    assert raised["Status"] == "RuntimeError: model exploded"
+    assert "RuntimeError: model exploded" in runner.stdout  # the traceback, in the log only
+    assert alive == (200, b"Echo: still")
+
+
+def test_bad_requests_get_the_right_status(start: Callable[..., RunnerProcess]) -> None:
+    runner = start()
+    example = f"{PREFIX}/example"
+    wrong_type = request(runner, "POST", example, b"x", "text/plain")
+    no_type = request(runner, "POST", example, b"{}", None)
+    too_big = request(runner, "POST", example, json.dumps({"x": "y" * 1000}).encode())
+    not_json = request(runner, "POST", example, b"{nope")
+    unknown = request(runner, "GET", f"{PREFIX}/task/0123456789abcdef", content_type=None)
+    runner.signal(signal.SIGTERM)
+    assert runner.finish() == 0
+    assert problem(wrong_type)["status"] == 415  # AI4E: 401
+    assert problem(no_type)["status"] == 415
+    assert problem(too_big)["status"] == 413
+    assert problem(not_json)["status"] == 400
+    assert problem(unknown)["status"] == 404  # AI4E: 200 {"Status": "Not found."}
+
+
+def test_the_limit_holds_on_a_parameterised_route(start: Callable[..., RunnerProcess]) -> None:
+    """AI4E looked its limits up by the literal path, so `/slow_echo/<text>` had none."""
+    runner = start(SLEEP="1")
+    statuses: list[int] = []
+
+    def call(text: str) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", runner.port, timeout=10)
+        conn.request("GET", f"{PREFIX}/slow_echo/{text}")
+        statuses.append(conn.getresponse().status)
+        conn.close()
+
+    callers = [threading.Thread(target=call, args=(f"t{n}",)) for n in range(3)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(timeout=10)
+    runner.signal(signal.SIGTERM)
+    assert runner.finish() == 0
+    assert sorted(statuses) == [200, 503, 503]
+
+
+def test_a_task_cut_short_by_sigkill_runs_again_after_the_restart(
+    start: Callable[..., RunnerProcess],
+) -> None:
+    runner = start(SLEEP="2")
+    task_id = post_example(runner, {"image": "x"})
+    wait_for(lambda: task_status(runner, task_id)["Status"] == "running model", 10,
+             "the task to run")
+    pid = service_pid(runner)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # the service only; the runner restarts it
+    wait_for(lambda: service_pid(runner) not in (None, pid), 20, "the restart")
+    wait_ready(runner)
+    last = wait_finished(runner, task_id)[-1]
+    runner.signal(signal.SIGTERM)
+    assert runner.finish() == 0
+    assert (last["status"], last["Status"]) == ("completed", "completed")
+    assert runner.stdout.count(f"Started task task_id={task_id}") == 2

@@ -1,0 +1,183 @@
+"""Health, readiness, base paths, keep-alive and the drain of a real service process."""
+
+import http.client
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from helpers import http_get, wait_for
+from toolkit_services import STANDARD, entered, open_gate
+
+
+def get(svc, path: str, timeout: float = 5) -> tuple[int, dict] | None:
+    answer = http_get(svc.url(path), timeout=timeout)
+    return None if answer is None else (answer[0], json.loads(answer[1]))
+
+
+def test_not_ready_while_startup_runs_and_endpoints_say_retry(start_service,
+                                                               tmp_path: Path) -> None:
+    svc = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), STARTUP_GATE="startup")
+    svc.wait_listening()
+    assert get(svc, "/health") == (200, {"health": "true", "status": "ok"})
+    assert get(svc, "/ready") == (503, {"status": "starting"})
+    conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=5)
+    conn.request("POST", "/predict", b"{}", {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    doc = json.loads(resp.read())
+    conn.close()
+    assert (resp.status, resp.headers["Retry-After"], doc["status"]) == (503, "1", 503)
+    assert "starting" in doc["detail"]
+    open_gate(tmp_path, "startup")
+    svc.wait_ready()
+    assert get(svc, "/ready") == (200, {"status": "ready"})
+
+
+def test_a_startup_that_raises_fails_health_and_exits_1(start_service, tmp_path: Path) -> None:
+    svc = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), STARTUP_FAILS="1")
+    svc.wait_listening()
+    health, ready = get(svc, "/health"), get(svc, "/ready")
+    code = svc.wait(10)
+    assert health == (500, {"health": "false", "status": "failed"})
+    assert ready == (503, {"status": "failed"})
+    assert code == 1
+    assert "Traceback (most recent call last)" in svc.output
+    assert "RuntimeError: model file is corrupt" in svc.output
+
+
+def test_probes_answer_while_every_request_thread_is_busy(start_service,
+                                                          tmp_path: Path) -> None:
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path), THREADS="1")
+    held = threading.Thread(target=http_get, args=(svc.url("/hold/busy"), 20))
+    held.start()
+    try:
+        wait_for(lambda: entered(tmp_path, "busy"), 10, "the request to hold the thread")
+        queued = http_get(svc.url("/plain"), timeout=0.5)  # waits for the one thread
+        started = time.monotonic()
+        health, ready = get(svc, "/health"), get(svc, "/ready")
+        probe_seconds = time.monotonic() - started
+    finally:
+        open_gate(tmp_path, "busy")
+        held.join(20)
+    assert queued is None, "the request thread was not busy: the test proves nothing"
+    assert health == (200, {"health": "true", "status": "ok"})
+    assert ready == (200, {"status": "ready"})
+    assert probe_seconds < 1
+
+
+@pytest.mark.parametrize("variable", ["API_PREFIX", "LAB_SERVICE_PATH"])
+def test_base_path_moves_every_route_but_probes_stay_at_the_root(start_service, tmp_path: Path,
+                                                                  variable: str) -> None:
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path), **{variable: "/v1/iris/"})
+    assert get(svc, "/v1/iris/echo/x") == (200, {"text": "x"})
+    assert get(svc, "/v1/iris/plain") == (200, {"plain": True})
+    assert get(svc, "/echo/x")[0] == 404
+    for path in ("/health", "/ready", "/v1/iris/health", "/v1/iris/ready"):
+        assert get(svc, path)[0] == 200, path
+    conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=5)
+    conn.request("POST", "/v1/iris/batch", b"{}", {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    doc = json.loads(resp.read())
+    conn.close()
+    assert resp.status == 202
+    assert resp.headers["Location"] == doc["status_url"] == f"/v1/iris/tasks/{doc['task_id']}"
+    assert get(svc, doc["status_url"])[0] == 200
+
+
+def test_keep_alive_reuses_the_connection_and_closes_it_when_idle(start_service,
+                                                                   tmp_path: Path) -> None:
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path), KEEPALIVE_TIMEOUT="1")
+    conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=10)
+    try:
+        sockets, headers = [], []
+        for _ in range(2):
+            conn.request("GET", "/plain")
+            resp = conn.getresponse()
+            resp.read()
+            sockets.append(conn.sock)
+            headers.append(resp.headers["Connection"])
+        started = time.monotonic()
+        closed = conn.sock.recv(1)  # blocks until the server closes the idle connection
+    finally:
+        conn.close()
+    assert sockets[0] is sockets[1] and headers == [None, None]
+    assert closed == b""
+    assert time.monotonic() - started < 5
+
+
+def test_sigterm_drains_held_requests_after_the_delay(start_service, tmp_path: Path) -> None:
+    """DRAIN_DELAY=1: /ready 503 at once, new requests served for 1 s, then new
+    connections refused; every held request is still answered and the exit is 0."""
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path), DRAIN_DELAY="1", DRAIN_TIMEOUT="10")
+    names = [f"r{n}" for n in range(5)]
+    answers: dict[str, tuple[int, bytes] | None] = {}
+    threads = [threading.Thread(target=lambda n=n: answers.update(
+        {n: http_get(svc.url(f"/hold/{n}"), timeout=20)})) for n in names]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: all(entered(tmp_path, n) for n in names), 10, "requests in flight")
+        svc.signal(signal.SIGTERM)
+        wait_for(lambda: get(svc, "/ready") == (503, {"status": "draining"}), 5,
+                 "/ready to say draining")
+        during_delay = get(svc, "/plain"), get(svc, "/health")
+        wait_for(lambda: http_get(svc.url("/plain"), timeout=1) is None, 5,
+                 "new connections to be refused")
+        still_running = svc.proc.poll() is None
+        for n in names:
+            open_gate(tmp_path, n)
+        code = svc.wait(15)
+    finally:
+        for n in names:
+            open_gate(tmp_path, n)
+        for thread in threads:
+            thread.join(20)
+    assert during_delay == ((200, {"plain": True}), (200, {"health": "true", "status": "ok"}))
+    assert still_running
+    assert answers == {n: (200, f'{{"held":"{n}"}}\n'.encode()) for n in names}
+    assert code == 0
+
+
+def test_serve_any_wsgi_app_keeps_its_own_health_and_drains(start_service,
+                                                            tmp_path: Path) -> None:
+    source = """
+        import os, pathlib, time
+        import flask
+        from workspace_service import serve
+
+        app = flask.Flask("plain")
+        gates = pathlib.Path(os.environ["GATE_DIR"])
+
+        @app.get("/health")
+        def health():
+            return {"mine": True}
+
+        @app.get("/hold")
+        def hold():
+            (gates / "entered-hold").touch()
+            while not (gates / "hold").exists():
+                time.sleep(0.005)
+            return {"held": True}
+
+        serve(app)
+    """
+    svc = start_service(source, GATE_DIR=str(tmp_path))
+    assert get(svc, "/health") == (200, {"mine": True})
+    assert get(svc, "/ready") == (200, {"status": "ready"})
+    answer: list = []
+    held = threading.Thread(target=lambda: answer.append(http_get(svc.url("/hold"), 20)))
+    held.start()
+    try:
+        wait_for(lambda: entered(tmp_path, "hold"), 10, "the request in flight")
+        svc.signal(signal.SIGINT)
+        wait_for(lambda: http_get(svc.url("/ready"), timeout=1) is None, 5, "refusing")
+        open_gate(tmp_path, "hold")
+        code = svc.wait(15)
+    finally:
+        open_gate(tmp_path, "hold")
+        held.join(20)
+    assert answer == [(200, b'{"held":true}\n')]
+    assert code == 0
+    assert "GET /hold 200" in svc.output

@@ -1,0 +1,161 @@
+"""Long-running tasks in the embedded store (SQLite + worker threads), as clients see them."""
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TOOLKIT
+from helpers import wait_for
+from toolkit_services import STANDARD, open_gate
+
+
+def post_task(svc, body: dict, key: str | None = None) -> tuple[int, http.client.HTTPMessage, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=10)
+    headers = {"Content-Type": "application/json", **({"Idempotency-Key": key} if key else {})}
+    try:
+        conn.request("POST", "/batch", json.dumps(body).encode(), headers)
+        resp = conn.getresponse()
+        return resp.status, resp.headers, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def status_of(svc, task_id: str) -> dict:
+    answer = svc.get_json(f"/tasks/{task_id}")
+    assert answer is not None and answer[0] == 200, answer
+    return answer[1]
+
+
+def wait_status(svc, task_id: str, status: str, timeout: float = 10) -> dict:
+    return wait_for(lambda: (doc := status_of(svc, task_id))["status"] == status and doc,
+                    timeout, f"task {task_id} to be {status}")
+
+
+def runs(gates: Path, task_id: str) -> int:
+    """How many times the task's function ran to its end."""
+    path = gates / f"ran-{task_id}"
+    return len(path.read_text()) if path.exists() else 0
+
+
+@pytest.fixture
+def svc(start_service, tmp_path: Path):
+    return start_service(STANDARD, GATE_DIR=str(tmp_path))
+
+
+def test_a_task_is_accepted_then_runs_to_completed(svc, tmp_path: Path) -> None:
+    status, headers, doc = post_task(svc, {"numbers": [1, 2, 3], "gate": "go"})
+    task_id = doc["task_id"]
+    assert status == 202
+    assert doc == {"task_id": task_id, "status": "queued", "status_url": f"/tasks/{task_id}"}
+    assert headers["Location"] == f"/tasks/{task_id}"
+    running = wait_status(svc, task_id, "running")
+    assert (running["message"], running["progress"]) == ("started", 0.1)
+    open_gate(tmp_path, "go")
+    done = wait_status(svc, task_id, "completed")
+    assert done.keys() == {"task_id", "status", "message", "progress", "result", "error",
+                           "created", "updated"}
+    assert (done["result"], done["error"], done["progress"]) == ({"sum": 6}, None, 1.0)
+    assert done["created"] <= done["updated"]
+
+
+def test_a_task_that_raises_is_failed_with_its_error(svc) -> None:
+    _, _, doc = post_task(svc, {"fail": True})
+    failed = wait_status(svc, doc["task_id"], "failed")
+    assert failed["error"] == "RuntimeError: cannot sum these"
+    assert failed["result"] is None
+    assert "Traceback" in svc.output
+
+
+def test_the_same_idempotency_key_returns_the_same_task(svc, tmp_path: Path) -> None:
+    first = post_task(svc, {"numbers": [1]}, key="order-7")
+    second = post_task(svc, {"numbers": [1]}, key="order-7")
+    other = post_task(svc, {"numbers": [1]}, key="order-8")
+    assert first[0] == second[0] == 202
+    assert first[2]["task_id"] == second[2]["task_id"] != other[2]["task_id"]
+    wait_status(svc, first[2]["task_id"], "completed")
+    assert runs(tmp_path, first[2]["task_id"]) == 1
+
+
+def test_an_unknown_task_is_404_problem(svc) -> None:
+    status, doc = svc.get_json("/tasks/no-such-task")
+    assert status == 404
+    assert doc["title"] == "Not Found" and "no-such-task" in doc["detail"]
+
+
+def test_a_finished_task_expires_after_task_ttl(start_service, tmp_path: Path) -> None:
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path), TASK_TTL="0.5")
+    _, _, doc = post_task(svc, {"numbers": [2]})
+    wait_status(svc, doc["task_id"], "completed")
+    wait_for(lambda: svc.get_json(f"/tasks/{doc['task_id']}")[0] == 404, 5, "the expiry")
+
+
+def test_a_task_killed_mid_run_runs_again_after_restart(start_service, tmp_path: Path) -> None:
+    first = start_service(STANDARD, GATE_DIR=str(tmp_path))
+    _, _, doc = post_task(first, {"numbers": [4, 5], "gate": "after-restart"})
+    wait_status(first, doc["task_id"], "running")
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    open_gate(tmp_path, "after-restart")
+    second = start_service(STANDARD, GATE_DIR=str(tmp_path))
+    done = wait_status(second, doc["task_id"], "completed")
+    assert done["result"] == {"sum": 9}
+    assert runs(tmp_path, doc["task_id"]) == 1
+
+
+def test_sigterm_lets_a_running_task_finish(start_service, tmp_path: Path) -> None:
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path), DRAIN_TIMEOUT="20")
+    _, _, doc = post_task(svc, {"numbers": [1, 1], "gate": "finish"})
+    wait_status(svc, doc["task_id"], "running")
+    svc.signal(signal.SIGTERM)
+    wait_for(lambda: "draining for at most" in svc.output, 5, "the drain to begin")
+    running_during_drain = svc.proc.poll() is None
+    open_gate(tmp_path, "finish")
+    code = svc.wait(15)
+    assert running_during_drain and code == 0
+    assert runs(tmp_path, doc["task_id"]) == 1
+    again = start_service(STANDARD, GATE_DIR=str(tmp_path))
+    assert status_of(again, doc["task_id"])["status"] == "completed"
+
+
+def test_a_task_unfinished_at_drain_timeout_is_left_queued_for_the_next_start(
+        start_service, tmp_path: Path) -> None:
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path), DRAIN_TIMEOUT="0.3")
+    _, _, doc = post_task(svc, {"numbers": [3], "gate": "later"})
+    queued_behind = post_task(svc, {"numbers": [7]})[2]["task_id"]  # max_concurrent=1: waits
+    wait_status(svc, doc["task_id"], "running")
+    svc.signal(signal.SIGTERM)
+    code = svc.wait(10)
+    assert code == 0
+    assert "1 task(s) left queued for the next start" in svc.output
+    again = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), STARTUP_GATE="startup")
+    again.wait_listening()
+    # Not started yet: both are queued, nothing was lost or marked failed.
+    assert status_of(again, doc["task_id"])["status"] == "queued"
+    assert status_of(again, queued_behind)["status"] == "queued"
+    open_gate(tmp_path, "startup")
+    open_gate(tmp_path, "later")
+    assert wait_status(again, doc["task_id"], "completed")["result"] == {"sum": 3}
+    assert wait_status(again, queued_behind, "completed")["result"] == {"sum": 7}
+
+
+def test_tasks_db_in_an_unwritable_folder_is_a_clear_error(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    script = tmp_path / "svc.py"
+    script.write_text(STANDARD)
+    env = {**os.environ, "TASKS_DB": str(locked / "sub" / "tasks.sqlite3"), "PORT": "0",
+           "HOST": "127.0.0.1", "PYTHONPATH": str(TOOLKIT)}
+    if os.geteuid() == 0:  # root writes anywhere: make the folder a file instead
+        locked.rmdir()
+        locked.write_text("")
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"error: TASKS_DB {locked / 'sub' / 'tasks.sqlite3'}: cannot open it (")
+    assert "Traceback" not in done.stderr

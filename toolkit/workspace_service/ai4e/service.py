@@ -1,0 +1,177 @@
+"""AI for Earth's `APIService` (also `AI4EService`, `AI4EWrapper`) on the toolkit's `Service`.
+
+A service written for AI4E's framework (seed 000) runs unchanged:
+
+    app = Flask(__name__)
+    ai4e_service = APIService(app, log)
+
+    @ai4e_service.api_async_func(api_path='/example', methods=['POST'],
+                                 request_processing_function=process_request_data,
+                                 maximum_concurrent_requests=3,
+                                 content_types=['application/json'],
+                                 content_max_length=1000, trace_name='post:example')
+    def default_post(*args, **kwargs): ...     # kwargs: taskId, the processing function's keys
+
+    @ai4e_service.api_sync_func(api_path='/echo/<string:text>', methods=['GET'])
+    def echo(*args, **kwargs): return 'Echo: ' + kwargs['text']
+
+    if __name__ == '__main__':
+        app.run()        # serves through the toolkit: $HOST:$PORT, probes, the drain
+
+AI4E's routes stay: every one under `API_PREFIX`, a health check at
+`GET {prefix}/`, the task status at `GET {prefix}/task/<id>`, the async reply
+`TaskId: <id>`. AI4E's faults do not: a wrong content type is 415 (AI4E: 401),
+a missing Content-Length with a JSON body 411 (AI4E crashed), limits hold on
+parameterised routes too (AI4E compared the literal path) and are counted
+under a lock, an unknown task is 404 (AI4E: 200 "Not found."), a task that
+raises is failed (AI4E left it running), tasks outlive a restart, and a stop
+drains instead of refusing at once. `trace_name` and any other keyword
+argument AI4E accepted are ignored, as AI4E ignored unknown ones.
+"""
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flask
+from werkzeug.exceptions import HTTPException
+
+from ..lifecycle import FAILED
+from ..problems import Problem
+from ..service import Service
+from ..tasks.base import Task
+from .tasks import REQUEST_TYPE, TaskManager, queued_request, rebuilt_request, status_document
+
+log = logging.getLogger("workspace_service.ai4e")
+ProcessingFunction = Callable[[flask.Request], dict[str, Any]]
+
+
+class APIService:
+    """AI4E's service wrapper around a Flask app: sync and async endpoint decorators."""
+
+    def __init__(self, flask_app: flask.Flask, logger: object = None) -> None:
+        self.app = flask_app
+        self.log = logger
+        self.service = _service_on(flask_app, os.environ.get("SERVICE_MODEL_NAME") or
+                                   flask_app.name)
+        self.api_prefix = self.service.settings.base_path
+        self.api_task_manager = TaskManager(self.service)
+        flask_app.add_url_rule("/", "ai4e_health_check", self.health_check, methods=["GET"])
+        flask_app.add_url_rule("/task/<task_id>", "ai4e_task_status", self.task_status,
+                               methods=["GET"])
+        flask_app.run = self.run  # AI4E's `app.run()` (its uwsgi stand-in) serves through us
+
+    @property
+    def is_terminating(self) -> bool:
+        """AI4E's flag: a stop has begun (the toolkit refuses new work then)."""
+        return not self.service.lifecycle.is_ready
+
+    def health_check(self) -> tuple[str, int]:
+        """AI4E's `GET {prefix}/`: 200 "Health check OK" while alive (starting and draining
+        too); 500 once startup failed (AI4E's was 200 whatever happened)."""
+        if self.service.lifecycle.status == FAILED:
+            raise Problem(500, "the service's startup failed; it is exiting")
+        return "Health check OK", 200
+
+    def task_status(self, task_id: str) -> dict[str, Any]:
+        """AI4E's `GET {prefix}/task/<id>`: AI4E's keys beside the toolkit's; 404 when unknown."""
+        record = self.service.tasks.get(task_id)
+        if record is None:
+            raise Problem(404, f"no task {task_id} (unknown, or expired)")
+        return status_document(record, self.api_prefix)
+
+    def api_sync_func(self, api_path: str, methods: Sequence[str],
+                      request_processing_function: ProcessingFunction | None = None,
+                      maximum_concurrent_requests: int | None = None,
+                      content_types: Sequence[str] | None = None,
+                      content_max_length: int | None = None, trace_name: str | None = None,
+                      *args: Any, **kwargs: Any) -> Callable[[Callable], Callable]:
+        """An endpoint answering with `func(**kwargs)`: the URL's values, then the
+        processing function's keys."""
+        def decorate(func: Callable) -> Callable:
+            @functools.wraps(func)
+            def view(**url_values: Any) -> Any:
+                values = _processed(request_processing_function)
+                return func(api_path=api_path, **{**url_values, **values})
+
+            self._endpoint(api_path, methods, maximum_concurrent_requests, content_types,
+                           content_max_length)(view)
+            return func
+        return decorate
+
+    def api_async_func(self, api_path: str, methods: Sequence[str],
+                       request_processing_function: ProcessingFunction | None = None,
+                       maximum_concurrent_requests: int | None = None,
+                       content_types: Sequence[str] | None = None,
+                       content_max_length: int | None = None, trace_name: str | None = None,
+                       *args: Any, **kwargs: Any) -> Callable[[Callable], Callable]:
+        """A long-running endpoint: the request is queued as a task and answered
+        `TaskId: <id>` at once; `func(taskId=..., **kwargs)` runs in a task worker.
+
+        `maximum_concurrent_requests` tasks of this route run at once; more wait
+        queued (AI4E refused them with 503).
+        """
+        def decorate(func: Callable) -> Callable:
+            def run(task: Task) -> Any:
+                with rebuilt_request(self.app, task):
+                    values = _processed(request_processing_function)
+                    url_values = flask.request.view_args or {}
+                    return func(api_path=api_path, taskId=task.id, **{**url_values, **values})
+
+            functools.update_wrapper(run, func)
+            self.service.tasks.register(api_path, run, maximum_concurrent_requests or 1)
+
+            @functools.wraps(func)
+            def submit(**url_values: Any) -> flask.Response:
+                request = flask.request
+                record = self.service.tasks.create(api_path, queued_request(request),
+                                                   REQUEST_TYPE,
+                                                   request.headers.get("Idempotency-Key"))
+                answer = flask.make_response(f"TaskId: {record.task_id}")
+                answer.mimetype = "text/plain"
+                answer.headers["Location"] = f"{request.script_root}/tasks/{record.task_id}"
+                return answer
+
+            self._endpoint(api_path, methods, None, content_types, content_max_length)(submit)
+            return func
+        return decorate
+
+    def _endpoint(self, api_path: str, methods: Sequence[str], max_concurrent: int | None,
+                  content_types: Sequence[str] | None,
+                  max_content_length: int | None) -> Callable[[Callable], Callable]:
+        """The toolkit's endpoint with AI4E's limits; any JSON is accepted (AI4E checked none)."""
+        return self.service.endpoint(api_path, methods=list(methods), max_concurrent=max_concurrent,
+                                     content_types=content_types,
+                                     max_content_length=max_content_length, json_object=False,
+                                     endpoint=f"ai4e:{api_path}")
+
+    def run(self, *args: Any, **kwargs: Any) -> None:
+        """`app.run()`: serve through the toolkit on $HOST:$PORT (AI4E's own arguments,
+        host, port, debug, are ignored: the runner sets PORT)."""
+        if args or kwargs:
+            log.info("app.run(%s): arguments ignored; serving on $HOST:$PORT",
+                     ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())]))
+        self.service.serve()
+
+
+AI4EService = AI4EWrapper = APIService  # AI4E's earlier names for the same class
+
+
+def _processed(request_processing_function: ProcessingFunction | None) -> dict[str, Any]:
+    """The processing function's keys for the current request ({} without one)."""
+    if request_processing_function is None:
+        return {}
+    return dict(request_processing_function(flask.request) or {})
+
+
+def _service_on(app: flask.Flask, name: str) -> Service:
+    """A toolkit `Service` serving the user's own Flask `app` (AI4E's services make theirs
+    first): its error handlers are set on that app instead of the one `Service` made."""
+    service = Service(name)
+    service.app = app
+    app.register_error_handler(Problem, service._problem)
+    app.register_error_handler(HTTPException, service._http_error)
+    app.register_error_handler(Exception, service._crash)
+    return service

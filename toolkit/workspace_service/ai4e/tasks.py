@@ -1,0 +1,109 @@
+"""AI for Earth's task manager (`api_task_manager`) on the toolkit's task store.
+
+AI4E kept task statuses in memory or in a JSON file of the container, lost
+on restart, answered an unknown id with 200 "Not found." and never marked a
+task that raised as failed. Here the calls keep their names and meaning
+(`AddTask`, `UpdateTaskStatus`, `CompleteTask`, `FailTask`, `GetTaskStatus`)
+but write the toolkit's records: in SQLite or Redis, every task ends
+`completed` or `failed`, and a status document carries AI4E's keys (`TaskId`,
+`Status`, `Timestamp`, `Endpoint`) beside the toolkit's.
+
+A task of `api_async_func` is queued with its whole request (path, query
+string, body, content type), so that it can run again after a restart: the
+request processing function runs in the task, in a request context rebuilt
+from what was queued.
+"""
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import flask
+
+from ..tasks.base import COMPLETED, FAILED, QUEUED, Task, TaskRecord
+
+if TYPE_CHECKING:
+    from ..service import Service
+
+#: The content type of a queued AI4E request (JSON: the task store parses it back).
+REQUEST_TYPE = "application/vnd.workspace-service.ai4e-request+json"
+#: The task route of tasks made by a direct `AddTask` call: their caller runs them, no
+#: worker does (so one cut short by a restart is left queued: only its caller knew how).
+ADDED = "/ai4e/added-task"
+TIMESTAMP = "%Y-%m-%d %H:%M:%S"  # AI4E's, in UTC
+
+
+def queued_request(request: flask.Request) -> bytes:
+    """The request as a task input: what rebuilding it in the task needs."""
+    return json.dumps({
+        "path": request.path,
+        "query_string": request.query_string.decode("latin-1"),
+        "method": request.method,
+        "content_type": request.content_type or "",
+        "body": base64.b64encode(request.get_data(cache=True)).decode(),
+    }).encode()
+
+
+def rebuilt_request(app: flask.Flask, task: Task) -> Any:
+    """A request context like the one the task was posted in (push it with `with`)."""
+    sent = task.input
+    return app.test_request_context(
+        sent["path"], method=sent["method"], query_string=sent["query_string"],
+        data=base64.b64decode(sent["body"]), content_type=sent["content_type"] or None)
+
+
+def status_document(record: TaskRecord, base_path: str) -> dict[str, Any]:
+    """The toolkit's status document plus AI4E's four keys.
+
+    AI4E's `Status` was the last text the service set; it is the message here,
+    the error for a failed task, "created" for a queued one (AI4E's word).
+    """
+    if record.status == FAILED:
+        status = record.error or FAILED
+    elif record.status == QUEUED and not record.message:
+        status = "created"
+    else:
+        status = record.message or record.status
+    endpoint = "" if record.endpoint == ADDED else base_path + record.endpoint
+    return {"TaskId": record.task_id, "Status": status, "Endpoint": endpoint,
+            "Timestamp": datetime.fromtimestamp(record.updated, UTC).strftime(TIMESTAMP),
+            **record.to_json()}
+
+
+class TaskManager:
+    """AI4E's `api_task_manager`: its method names and arguments, the toolkit's store."""
+
+    def __init__(self, service: "Service") -> None:
+        self._service = service
+
+    def AddTask(self, request: flask.Request) -> dict[str, Any]:
+        """A new task, running, for code that runs it itself (then Update/Complete/FailTask).
+
+        Endpoints made with `api_async_func` have their tasks added for them.
+        """
+        tasks = self._service.tasks
+        record = tasks.create(ADDED, b"", "", None)
+        tasks.claim(record.task_id)  # running, as AI4E's code expects; no worker runs it
+        return self.GetTaskStatus(record.task_id) or {}
+
+    def UpdateTaskStatus(self, taskId: str, status: Any) -> None:
+        """Set a running task's message (AI4E's status text)."""
+        self._service.tasks.update(taskId, str(status), None)
+
+    def CompleteTask(self, taskId: str, status: Any) -> None:
+        """The task is done: `completed`, with `status` as its last message."""
+        self.UpdateTaskStatus(taskId, status)
+        self._service.tasks.finish(taskId, COMPLETED, None, None)
+
+    def FailTask(self, taskId: str, status: Any) -> None:
+        """The task failed: `failed`, with `status` as its message and error."""
+        self.UpdateTaskStatus(taskId, status)
+        self._service.tasks.finish(taskId, FAILED, None, str(status))
+
+    def GetTaskStatus(self, taskId: str) -> dict[str, Any] | None:
+        """The status document, or None for an unknown or expired id (AI4E: "Not found.")."""
+        record = self._service.tasks.get(str(taskId))
+        if record is None:
+            return None
+        return status_document(record, self._service.settings.base_path)

@@ -1,0 +1,233 @@
+"""waitress, with what it lacks for a service: a graceful drain and probe threads.
+
+waitress 3 has no signal handling: on SIGTERM it dies with every request in
+flight, on SIGINT it cancels the queued ones. Here a stop signal instead
+1. turns `/ready` to 503 at once (the load balancer stops sending),
+2. keeps serving for `DRAIN_DELAY` seconds (time to deregister),
+3. closes the listening socket (new connections are refused) and the idle
+   keep-alive connections, and marks every later answer `Connection: close`,
+4. waits up to `DRAIN_TIMEOUT` seconds for every accepted request to be
+   answered and running tasks to finish, then exits 0.
+
+Probes get threads of their own: a liveness probe queued behind long requests
+would time out and get a healthy, merely busy service restarted.
+"""
+
+import logging
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import NoReturn
+
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
+from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
+
+from . import problems
+from .accesslog import AccessLog
+from .lifecycle import Lifecycle
+from .probes import Probes, probe_paths
+from .settings import Settings, SettingsError
+
+log = logging.getLogger("workspace_service")
+PROBE_THREADS = 2
+#: How long a failed startup stays visible (`/health` 500) before the process exits.
+FAILED_EXIT_DELAY = 1.0
+_STARTUP_FAILED = 0  # the byte written to the wake-up pipe when startup raised
+
+
+def serve(app: Callable) -> NoReturn:
+    """Serve any WSGI app on $HOST:$PORT with the drain, probes and access log, then exit.
+
+    `/health` and `/ready` answer at the root unless the app (a Flask app) has
+    its own route there; the app is ready as soon as the port is open.
+    """
+    configure_logging()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        sys.exit(f"error: {exc}")
+    lifecycle = Lifecycle()
+    paths = {path: probe for path, probe in probe_paths("").items() if not _routes(app, path)}
+    wrapped = AccessLog(Probes(app, lifecycle, paths))
+    sys.exit(run(wrapped, settings, lifecycle, probe_paths=set(probe_paths(""))))
+
+
+def configure_logging() -> None:
+    """Log lines (the access log too) on stdout, unless the app set up logging itself."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(stream=sys.stdout, level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _routes(app: Callable, path: str) -> bool:
+    """Whether `app` is a Flask app with a GET route at `path`."""
+    url_map = getattr(app, "url_map", None)
+    if url_map is None:
+        return False
+    try:
+        url_map.bind("localhost").match(path, "GET")
+    except Exception:  # werkzeug's NotFound, MethodNotAllowed or RequestRedirect
+        return False
+    return True
+
+
+class _Task(WSGITask):
+    def build_response_header(self) -> bytes:
+        if self.channel.server.closing:
+            self.set_close_on_finish()  # so the client reconnects to another replica
+        return super().build_response_header()
+
+
+class _ErrorTask(ErrorTask):
+    """waitress's own errors (a malformed request, a body over its limit) as problem+json."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        payload = problems.body(error.code, error.body)
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", problems.PROBLEM_TYPE))
+        self.set_close_on_finish()
+        self.content_length = len(payload)
+        self.write(payload)
+
+
+class _Channel(HTTPChannel):
+    task_class = _Task
+    error_task_class = _ErrorTask
+
+
+class _Server(TcpWSGIServer):
+    """Routes probe requests to their own small thread pool."""
+
+    channel_class = _Channel
+    closing = False
+
+    def __init__(self, app: Callable, probe_paths: set[str], adj: Adjustments) -> None:
+        self.probe_paths = probe_paths
+        self.probe_dispatcher = ThreadedTaskDispatcher()
+        self.probe_dispatcher.set_thread_count(PROBE_THREADS)
+        dispatcher = ThreadedTaskDispatcher()
+        dispatcher.set_thread_count(adj.threads)
+        super().__init__(app, adj=adj, dispatcher=dispatcher)
+
+    def add_task(self, channel: HTTPChannel) -> None:
+        request = channel.requests[0]
+        if request.path in self.probe_paths and not request.error:
+            self.probe_dispatcher.add_task(channel)
+        else:
+            self.task_dispatcher.add_task(channel)
+
+    def busy_channels(self) -> int:
+        """Connections with a request arriving, queued or running, or an answer unsent."""
+        channels = list(self.active_channels.values())  # a copy: the loop thread changes it
+        return sum(1 for ch in channels
+                   if ch.request is not None or ch.requests or ch.total_outbufs_len)
+
+    def stop_accepting(self) -> None:
+        """Close the listener and the idle connections; run in the loop's own thread."""
+        self.closing = True
+        self.accepting = False
+        self.del_channel()
+        self.socket.close()
+        for channel in list(self.active_channels.values()):
+            if channel.request is None and not channel.requests and not channel.total_outbufs_len:
+                channel.will_close = True
+
+
+class Drainable:
+    """What the server asks of the work it does not see (the service's tasks).
+    The default has nothing to wait for: a plain WSGI app."""
+
+    def stop_taking(self) -> None:
+        """A stop began: start no more queued work."""
+
+    def busy(self) -> int:
+        """How many units of work are still running."""
+        return 0
+
+    def abandon(self) -> None:
+        """The drain timed out: leave what is unfinished to the next start."""
+
+
+def run(app: Callable, settings: Settings, lifecycle: Lifecycle, *, probe_paths: set[str],
+        started: Callable[[Callable[[], None]], None] | None = None,
+        work: Drainable | None = None) -> int:
+    """Serve `app` until a stop signal, drain, and return the exit status.
+
+    `started(failed)` is called once the port is open (to run startup in a
+    thread); it calls `failed()` when startup raised, and the process then
+    exits 1 after `FAILED_EXIT_DELAY`.
+    """
+    work = work or Drainable()
+    wake = _stop_signal_pipe()  # before the port opens: from then on a stop is graceful
+    adj = Adjustments(host=settings.host, port=settings.port, threads=settings.threads,
+                      channel_timeout=max(1, int(settings.keepalive_timeout)),
+                      # how often idle connections are looked for (waitress: every 30 s)
+                      cleanup_interval=max(1, min(30, int(settings.keepalive_timeout / 2))),
+                      ident="workspace-service")
+    server = _Server(app, probe_paths, adj)
+    threading.Thread(target=server.run, name="waitress-loop", daemon=True).start()
+    log.info("serving on http://%s:%s", server.effective_host, server.effective_port)
+    if started:
+        started(lambda: _startup_failed(wake.write_end))
+    else:
+        lifecycle.ready()
+    signum = os.read(wake.read_end, 1)[0]
+    if signum == _STARTUP_FAILED:
+        return 1
+    lifecycle.drain()
+    work.stop_taking()
+    log.info("%s: not ready; serving %g s more, then draining for at most %g s",
+             signal.Signals(signum).name, settings.drain_delay, settings.drain_timeout)
+    _wait_until(time.monotonic() + settings.drain_delay, wake.read_end)
+    server.trigger.pull_trigger(server.stop_accepting)
+    return _drain(server, work, time.monotonic() + settings.drain_timeout)
+
+
+def _drain(server: _Server, work: Drainable, deadline: float) -> int:
+    while (server.busy_channels() or work.busy()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    requests, tasks = server.busy_channels(), work.busy()
+    if tasks:
+        log.warning("drain timed out: %d task(s) left queued for the next start", tasks)
+        work.abandon()
+    if requests:
+        log.error("drain timed out: %d request(s) unanswered", requests)
+        return 1
+    log.info("drained: exiting")
+    return 0
+
+
+def _wait_until(deadline: float, read_end: int) -> None:
+    """Sleep until `deadline`, swallowing repeated stop signals (they do not cut it short)."""
+    while (left := deadline - time.monotonic()) > 0:
+        if select.select([read_end], [], [], left)[0]:
+            os.read(read_end, 1)
+
+
+def _startup_failed(write_end: int) -> None:
+    time.sleep(FAILED_EXIT_DELAY)  # let probes and the log show the failure first
+    os.write(write_end, bytes([_STARTUP_FAILED]))
+
+
+class _Pipe:
+    def __init__(self) -> None:
+        self.read_end, self.write_end = os.pipe()
+
+
+def _stop_signal_pipe() -> _Pipe:
+    """A pipe that receives the number of each SIGTERM/SIGINT.
+
+    The handler only writes one byte, safe whatever the main thread is doing
+    when the signal comes; the real work happens after `os.read` returns.
+    """
+    pipe = _Pipe()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda n, _frame: os.write(pipe.write_end, bytes([n])))
+    return pipe

@@ -1,0 +1,237 @@
+"""`Service`: a Flask app with startup, limited endpoints, tasks, probes and a drain.
+
+    svc = Service("iris")
+
+    @svc.startup
+    def load(): svc.state["model"] = ...
+
+    @svc.endpoint("/predict", methods=["POST"], max_concurrent=4,
+                  content_types=["application/json"], max_content_length=100_000)
+    def predict(): ...
+
+    @svc.task("/batch", max_concurrent=2, content_types=["application/json"])
+    def batch(task): ...
+
+    svc.serve()
+"""
+
+import functools
+import logging
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import flask
+from werkzeug.exceptions import HTTPException
+
+from . import problems, server
+from .accesslog import AccessLog
+from .basepath import BasePath
+from .lifecycle import Lifecycle
+from .limits import RETRY_AFTER, Limits, Rejected
+from .probes import Probes, probe_paths
+from .settings import Settings, SettingsError, default_tasks_db
+from .tasks.base import TaskBackend, TaskFunction, TaskStoreError
+
+log = logging.getLogger("workspace_service")
+TASK_STATUS_RULE = "/tasks/<task_id>"
+
+
+@dataclass
+class Route:
+    """One endpoint or task route, as the OpenAPI document describes it."""
+
+    rule: str
+    methods: Sequence[str]
+    limits: Limits
+    summary: str
+    is_task: bool
+
+
+class Service:
+    """A model service: `svc.app` is its Flask app, `svc.state` a place for the model."""
+
+    def __init__(self, name: str, *, settings: Settings | None = None) -> None:
+        self.name = name
+        self.settings = settings or _settings_or_exit()
+        self.app = flask.Flask(name)
+        self.state: dict[str, Any] = {}
+        self.lifecycle = Lifecycle()
+        self.routes: list[Route] = []
+        self._startups: list[Callable[[], None]] = []
+        self._tasks: TaskBackend | None = None
+        self._observer: Any = None  # metrics, when prometheus-client is installed
+        self.app.register_error_handler(problems.Problem, self._problem)
+        self.app.register_error_handler(HTTPException, self._http_error)
+        self.app.register_error_handler(Exception, self._crash)
+
+    # ---- decorators
+    def startup(self, function: Callable[[], None]) -> Callable[[], None]:
+        """Run `function` once at start, before the service reports ready."""
+        self._startups.append(function)
+        return function
+
+    def endpoint(self, rule: str, *, methods: Sequence[str] = ("GET",),
+                 max_concurrent: int | None = None, content_types: Sequence[str] | None = None,
+                 max_content_length: int | None = None, json_object: bool = True,
+                 **options: Any) -> Callable[[Callable], Callable]:
+        """A Flask route whose limits are checked before `function` runs."""
+        limits = Limits(max_concurrent, content_types, max_content_length, json_object)
+
+        def decorate(function: Callable) -> Callable:
+            @functools.wraps(function)
+            def view(**kwargs: Any) -> Any:
+                self._refuse_unless_ready()
+                limits.check(flask.request)
+                with limits.slot():
+                    limits.read_body(flask.request)
+                    return function(**kwargs)
+
+            self.app.add_url_rule(rule, view_func=view, methods=list(methods), **options)
+            self.routes.append(Route(rule, list(methods), limits, _summary(function), False))
+            return function
+        return decorate
+
+    def task(self, rule: str, *, max_concurrent: int = 1,
+             content_types: Sequence[str] | None = None, max_content_length: int | None = None,
+             json_object: bool = True) -> Callable[[TaskFunction], TaskFunction]:
+        """`POST rule` queues a task that runs `function(task)`; 202 with its status URL.
+        `max_concurrent` tasks of this route run at once, the others wait queued."""
+        limits = Limits(None, content_types, max_content_length, json_object)
+
+        def decorate(function: TaskFunction) -> TaskFunction:
+            tasks = self._task_backend()
+            tasks.register(rule, function, max_concurrent)
+
+            @functools.wraps(function)
+            def view() -> flask.Response:
+                self._refuse_unless_ready()
+                limits.check(flask.request)
+                body = limits.read_body(flask.request)
+                record = tasks.create(rule, body, flask.request.mimetype,
+                                      flask.request.headers.get("Idempotency-Key"))
+                url = f"{flask.request.script_root}/tasks/{record.task_id}"
+                answer = flask.jsonify(task_id=record.task_id, status=record.status,
+                                       status_url=url)
+                answer.status_code = 202
+                answer.headers["Location"] = url
+                return answer
+
+            self.app.add_url_rule(rule, view_func=view, methods=["POST"])
+            self.routes.append(Route(rule, ["POST"], limits, _summary(function), True))
+            return function
+        return decorate
+
+    # ---- serving
+    @property
+    def wsgi(self) -> Callable:
+        """The whole WSGI app: access log, probes, base path, then Flask."""
+        app = BasePath(self.app, self.settings.base_path) if self.settings.base_path \
+            else self.app
+        probes = probe_paths(self.settings.base_path)
+        return AccessLog(Probes(app, self.lifecycle, probes), self._observer)
+
+    def serve(self) -> NoReturn:
+        """Serve on $HOST:$PORT until SIGTERM/SIGINT, drain, and exit (0 after a full drain,
+        1 when startup raised or requests were left unanswered)."""
+        server.configure_logging()
+        try:
+            if self._tasks is not None:
+                self._tasks.open()
+        except TaskStoreError as exc:
+            sys.exit(f"error: {exc}")
+        code = server.run(self.wsgi, self.settings, self.lifecycle,
+                          probe_paths=set(probe_paths(self.settings.base_path)),
+                          started=self._start, work=self._tasks)
+        sys.exit(code)
+
+    def _start(self, failed: Callable[[], None]) -> None:
+        threading.Thread(target=self._run_startup, args=(failed,), name="startup",
+                         daemon=True).start()
+
+    def _run_startup(self, failed: Callable[[], None]) -> None:
+        try:
+            for function in self._startups:
+                function()
+        except Exception:
+            log.exception("startup failed: the service exits")
+            self.lifecycle.fail()
+            failed()
+            return
+        if self._tasks is not None:
+            self._tasks.start()
+        self.lifecycle.ready()
+        log.info("ready")
+
+    # ---- tasks
+    def _task_backend(self) -> TaskBackend:
+        if self._tasks is None:
+            self._tasks = self._new_task_backend()
+            self.app.add_url_rule(TASK_STATUS_RULE, view_func=self._task_status,
+                                  methods=["GET"])
+        return self._tasks
+
+    def _new_task_backend(self) -> TaskBackend:
+        if self.settings.redis_url:
+            from .tasks.redis import RedisBackend  # imports redis (~140 ms) only here
+            return RedisBackend(self.settings.redis_url, self.name, self.settings.task_ttl)
+        from .tasks.sqlite import SQLiteBackend
+        path = Path(self.settings.tasks_db) if self.settings.tasks_db else \
+            default_tasks_db(self.name)
+        return SQLiteBackend(path, self.settings.task_ttl)
+
+    @property
+    def tasks(self) -> TaskBackend:
+        """The task store (records and workers); created by the first `@svc.task`."""
+        return self._task_backend()
+
+    def _task_status(self, task_id: str) -> dict[str, Any]:
+        record = self.tasks.get(task_id)
+        if record is None:
+            raise problems.Problem(404, f"no task {task_id} (unknown, or expired)")
+        return record.to_json()
+
+    # ---- answers
+    def _refuse_unless_ready(self) -> None:
+        if not self.lifecycle.is_ready:
+            status = self.lifecycle.status
+            raise Rejected(503, f"the service is {status}; retry shortly", status,
+                           {"Retry-After": RETRY_AFTER})
+
+    def _problem(self, exc: problems.Problem) -> flask.Response:
+        if isinstance(exc, Rejected) and self._observer:
+            self._observer.rejected(exc.reason)
+        return _problem_response(exc.status, exc.detail, exc.headers, **exc.extra)
+
+    def _http_error(self, exc: HTTPException) -> flask.Response:
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return _problem_response(exc.code or 500, exc.description or "", headers)
+
+    def _crash(self, exc: Exception) -> flask.Response:
+        rid = flask.request.headers.get("X-Request-ID", "")
+        log.error("request %s %s (id %s) failed", flask.request.method, flask.request.path,
+                  rid, exc_info=exc)
+        return _problem_response(500, f"the handler failed; the service log has the details"
+                                 f" (request id {rid})", {})
+
+
+def _problem_response(status: int, detail: str, headers: dict[str, str],
+                      **extra: object) -> flask.Response:
+    answer = flask.Response(problems.body(status, detail, **extra), status=status,
+                            content_type=problems.PROBLEM_TYPE)
+    answer.headers.update(headers)
+    return answer
+
+
+def _summary(function: Callable) -> str:
+    return (function.__doc__ or function.__name__).strip().splitlines()[0]
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        sys.exit(f"error: {exc}")
