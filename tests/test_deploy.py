@@ -20,7 +20,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from helpers import ROOT
+from helpers import ROOT, RunnerProcess, wait_for
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 OVERLAYS = sorted(p.name for p in (KUBERNETES / "overlays").iterdir() if p.is_dir())
@@ -176,6 +176,32 @@ def test_probes_and_ports_agree(name: str) -> None:
     service = one(objects, "Service", "workspace-service")
     target = service["spec"]["ports"][0]["targetPort"]
     assert ports.get(target, target) == service_port
+
+
+def test_the_toolkit_serves_the_probed_routes(tmp_path: Path) -> None:
+    """The probes' paths are real: examples/async-service, started by the runner with
+    the pod's own settings and args, answers 200 on each once it is ready."""
+    objects = render(RENDERINGS["base"])
+    spec = container(objects)
+    env = {**service_env(objects), "HOST": "127.0.0.1", "XDG_CACHE_HOME": str(tmp_path),
+           "TASKS_DB": str(tmp_path / "tasks.sqlite3"),
+           "DRAIN_DELAY": "0",  # the pod's 10 s would only slow the test down
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "toolkit"),
+                                                       os.environ.get("PYTHONPATH")]))}
+    for name in ("EXECUTE_CODE", "PORT"):  # the example instead of the git URL; a free port
+        env.pop(name)
+    paths = sorted({spec[kind]["httpGet"]["path"]
+                    for kind in ("startupProbe", "readinessProbe", "livenessProbe")})
+    runner = RunnerProcess([ROOT / "examples" / "async-service", "--code-only", *spec["args"]],
+                           env=env)
+    try:
+        wait_for(lambda: (runner.get(READY) or (0,))[0] == 200, 60, "/ready 200")
+        answers = {path: (runner.get(path) or (None,))[0] for path in paths}
+    finally:
+        runner.signal()
+        status = runner.finish()
+    assert answers == {HEALTH: 200, READY: 200}
+    assert status == 0, runner.stderr
 
 
 @pytest.mark.parametrize("name", RENDERINGS)
