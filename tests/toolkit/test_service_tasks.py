@@ -53,8 +53,10 @@ def test_a_task_is_accepted_then_runs_to_completed(svc, tmp_path: Path) -> None:
     assert status == 202
     assert doc == {"task_id": task_id, "status": "queued", "status_url": f"/tasks/{task_id}"}
     assert headers["Location"] == f"/tasks/{task_id}"
-    running = wait_status(svc, task_id, "running")
-    assert (running["message"], running["progress"]) == ("started", 0.1)
+    running = wait_for(lambda: (doc := status_of(svc, task_id))["message"] and doc, 10,
+                       "the task to report progress")
+    assert (running["status"], running["message"], running["progress"]) == \
+        ("running", "started", 0.1)
     open_gate(tmp_path, "go")
     done = wait_status(svc, task_id, "completed")
     assert done.keys() == {"task_id", "status", "message", "progress", "result", "error",

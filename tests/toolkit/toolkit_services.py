@@ -70,6 +70,7 @@ def plain():
 @svc.task("/batch", max_concurrent=1, content_types=["application/json"])
 def batch(task):
     """Sum the numbers, after waiting for the gate the input names, if any."""
+    (GATES / f"pid-{task.id}").write_text(str(os.getpid()))
     task.update("started", 0.1)
     if task.input.get("gate"):
         wait_gate(task.input["gate"])

@@ -30,14 +30,14 @@ def request_id(sent: str | None) -> str:
     return uuid.uuid4().hex
 
 
+ROUTE_KEY = "workspace_service.route"
+
+
 def route_of(environ: dict) -> str:
-    """The route template that served the request (Flask's rule), for metrics labels:
-    a template, not the path, so that `/tasks/<id>` is one series and not one per id."""
-    request = environ.get("werkzeug.request")
-    rule = getattr(request, "url_rule", None)
-    if rule is not None:
-        return rule.rule
-    return environ.get("workspace_service.route", "<unmatched>")
+    """The route template that served the request (set by the service or the probes),
+    for metrics labels: a template, not the path, so that `/tasks/<id>` is one series
+    and not one per id."""
+    return environ.get(ROUTE_KEY, "<unmatched>")
 
 
 class AccessLog:

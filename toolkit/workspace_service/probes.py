@@ -8,6 +8,7 @@ cheap and never depend on the app; the server gives them threads of their own
 import json
 from collections.abc import Callable, Iterable
 
+from .accesslog import ROUTE_KEY
 from .lifecycle import FAILED, Lifecycle
 from .problems import status_line
 
@@ -46,6 +47,7 @@ class Probes:
         probe = self.paths.get(environ.get("PATH_INFO", ""))
         if probe is None or environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return self.app(environ, start_response)
+        environ[ROUTE_KEY] = f"/{probe}"
         status, doc = (health if probe == "health" else ready)(self.lifecycle)
         payload = json.dumps(doc).encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),

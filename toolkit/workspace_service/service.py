@@ -16,22 +16,24 @@
 """
 
 import functools
+import importlib.util
 import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 import flask
 from werkzeug.exceptions import HTTPException
 
-from . import problems, server
-from .accesslog import AccessLog
+from . import metrics, openapi, problems, server
+from .accesslog import ROUTE_KEY, AccessLog
 from .basepath import BasePath
 from .lifecycle import Lifecycle
 from .limits import RETRY_AFTER, Limits, Rejected
+from .metrics import Metrics
 from .probes import Probes, probe_paths
 from .settings import Settings, SettingsError, default_tasks_db
 from .tasks.base import TaskBackend, TaskFunction, TaskStoreError
@@ -49,13 +51,18 @@ class Route:
     limits: Limits
     summary: str
     is_task: bool
+    request_schema: dict | None = None  # JSON Schema of the body (documentation only)
+    response_schema: dict | None = None  # JSON Schema of a 200 answer (documentation only)
+    responses: dict[int, str] = field(default_factory=dict)  # more answers it gives
 
 
 class Service:
     """A model service: `svc.app` is its Flask app, `svc.state` a place for the model."""
 
-    def __init__(self, name: str, *, settings: Settings | None = None) -> None:
+    def __init__(self, name: str, *, version: str = "0.1.0",
+                 settings: Settings | None = None) -> None:
         self.name = name
+        self.version = version
         self.settings = settings or _settings_or_exit()
         self.app = flask.Flask(name)
         self.state: dict[str, Any] = {}
@@ -63,10 +70,15 @@ class Service:
         self.routes: list[Route] = []
         self._startups: list[Callable[[], None]] = []
         self._tasks: TaskBackend | None = None
-        self._observer: Any = None  # metrics, when prometheus-client is installed
+        self._metrics: Metrics | None = None  # when prometheus-client is installed
+        self._wsgi: Callable | None = None
+        self._openapi: dict | None = None
         self.app.register_error_handler(problems.Problem, self._problem)
         self.app.register_error_handler(HTTPException, self._http_error)
         self.app.register_error_handler(Exception, self._crash)
+        self.app.before_request(_note_route)
+        self.app.add_url_rule("/openapi.json", view_func=self._openapi_document)
+        self.app.add_url_rule("/metrics", view_func=self._metrics_text)
 
     # ---- decorators
     def startup(self, function: Callable[[], None]) -> Callable[[], None]:
@@ -77,8 +89,13 @@ class Service:
     def endpoint(self, rule: str, *, methods: Sequence[str] = ("GET",),
                  max_concurrent: int | None = None, content_types: Sequence[str] | None = None,
                  max_content_length: int | None = None, json_object: bool = True,
+                 request_schema: dict | None = None, response_schema: dict | None = None,
+                 responses: dict[int, str] | None = None,
                  **options: Any) -> Callable[[Callable], Callable]:
-        """A Flask route whose limits are checked before `function` runs."""
+        """A Flask route whose limits are checked before `function` runs.
+
+        `request_schema`, `response_schema` and `responses` (status → what it
+        means) only document the route in /openapi.json."""
         limits = Limits(max_concurrent, content_types, max_content_length, json_object)
 
         def decorate(function: Callable) -> Callable:
@@ -91,13 +108,16 @@ class Service:
                     return function(**kwargs)
 
             self.app.add_url_rule(rule, view_func=view, methods=list(methods), **options)
-            self.routes.append(Route(rule, list(methods), limits, _summary(function), False))
+            self.routes.append(Route(rule, list(methods), limits, _summary(function), False,
+                                     request_schema, response_schema, responses or {}))
             return function
         return decorate
 
     def task(self, rule: str, *, max_concurrent: int = 1,
              content_types: Sequence[str] | None = None, max_content_length: int | None = None,
-             json_object: bool = True) -> Callable[[TaskFunction], TaskFunction]:
+             json_object: bool = True, request_schema: dict | None = None,
+             responses: dict[int, str] | None = None,
+             ) -> Callable[[TaskFunction], TaskFunction]:
         """`POST rule` queues a task that runs `function(task)`; 202 with its status URL.
         `max_concurrent` tasks of this route run at once, the others wait queued."""
         limits = Limits(None, content_types, max_content_length, json_object)
@@ -121,18 +141,24 @@ class Service:
                 return answer
 
             self.app.add_url_rule(rule, view_func=view, methods=["POST"])
-            self.routes.append(Route(rule, ["POST"], limits, _summary(function), True))
+            self.routes.append(Route(rule, ["POST"], limits, _summary(function), True,
+                                     request_schema, None, responses or {}))
             return function
         return decorate
 
     # ---- serving
     @property
     def wsgi(self) -> Callable:
-        """The whole WSGI app: access log, probes, base path, then Flask."""
-        app = BasePath(self.app, self.settings.base_path) if self.settings.base_path \
-            else self.app
-        probes = probe_paths(self.settings.base_path)
-        return AccessLog(Probes(app, self.lifecycle, probes), self._observer)
+        """The whole WSGI app: access log, probes, base path, then Flask (built once;
+        usable by another WSGI server too, without the drain)."""
+        if self._wsgi is None:
+            if metrics.available():
+                self._metrics = metrics.Metrics(self._tasks)
+            app = BasePath(self.app, self.settings.base_path) if self.settings.base_path \
+                else self.app
+            probes = probe_paths(self.settings.base_path)
+            self._wsgi = AccessLog(Probes(app, self.lifecycle, probes), self._metrics)
+        return self._wsgi
 
     def serve(self) -> NoReturn:
         """Serve on $HOST:$PORT until SIGTERM/SIGINT, drain, and exit (0 after a full drain,
@@ -177,7 +203,8 @@ class Service:
     def _new_task_backend(self) -> TaskBackend:
         if self.settings.redis_url:
             from .tasks.redis import RedisBackend  # imports redis (~140 ms) only here
-            return RedisBackend(self.settings.redis_url, self.name, self.settings.task_ttl)
+            return RedisBackend(self.settings.redis_url, self.name, self.settings.task_ttl,
+                                self.settings.redis_heartbeat_timeout)
         from .tasks.sqlite import SQLiteBackend
         path = Path(self.settings.tasks_db) if self.settings.tasks_db else \
             default_tasks_db(self.name)
@@ -194,6 +221,22 @@ class Service:
             raise problems.Problem(404, f"no task {task_id} (unknown, or expired)")
         return record.to_json()
 
+    # ---- documents
+    def _openapi_document(self) -> dict:
+        if importlib.util.find_spec("apispec") is None:
+            raise problems.Problem(501, "the OpenAPI document needs apispec: "
+                                   "pip install 'workspace-service[openapi]'")
+        if self._openapi is None:
+            self._openapi = openapi.document(self.name, self.version, self.settings.base_path,
+                                             self.routes)
+        return self._openapi
+
+    def _metrics_text(self) -> flask.Response:
+        if self._metrics is None:
+            raise problems.Problem(404, "metrics need prometheus-client: "
+                                   "pip install 'workspace-service[prometheus]'")
+        return flask.Response(self._metrics.render(), content_type=metrics.CONTENT_TYPE)
+
     # ---- answers
     def _refuse_unless_ready(self) -> None:
         if not self.lifecycle.is_ready:
@@ -202,8 +245,8 @@ class Service:
                            {"Retry-After": RETRY_AFTER})
 
     def _problem(self, exc: problems.Problem) -> flask.Response:
-        if isinstance(exc, Rejected) and self._observer:
-            self._observer.rejected(exc.reason)
+        if isinstance(exc, Rejected) and self._metrics:
+            self._metrics.rejected(exc.reason)
         return _problem_response(exc.status, exc.detail, exc.headers, **exc.extra)
 
     def _http_error(self, exc: HTTPException) -> flask.Response:
@@ -224,6 +267,12 @@ def _problem_response(status: int, detail: str, headers: dict[str, str],
                             content_type=problems.PROBLEM_TYPE)
     answer.headers.update(headers)
     return answer
+
+
+def _note_route() -> None:
+    """Tell the access log (metrics labels) which route template matched."""
+    if flask.request.url_rule is not None:
+        flask.request.environ[ROUTE_KEY] = flask.request.url_rule.rule
 
 
 def _summary(function: Callable) -> str:

@@ -28,6 +28,7 @@ class Settings:
     tasks_db: str = ""  # empty: the default place (see default_tasks_db)
     task_ttl: float = 86400  # finished tasks are kept this long
     redis_url: str = ""  # set: tasks go through Redis
+    redis_heartbeat_timeout: float = 60  # a replica silent this long has its tasks run elsewhere
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -43,6 +44,8 @@ class Settings:
             tasks_db=env.get("TASKS_DB", ""),
             task_ttl=_number(env, "TASK_TTL", cls.task_ttl),
             redis_url=env.get("REDIS_URL", ""),
+            redis_heartbeat_timeout=_number(env, "REDIS_HEARTBEAT_TIMEOUT",
+                                            cls.redis_heartbeat_timeout),
         )
 
 

@@ -1,0 +1,217 @@
+"""Tasks through Redis (REDIS_URL): dramatiq queues them, the toolkit keeps their records.
+
+Why dramatiq (measured against rq and celery, bench/README.md's note): its
+Redis broker notices a dead worker by its missing heartbeat and gives that
+worker's messages to another, by design; rq re-runs a killed worker's job only
+with `Retry` after its maintenance pass, celery only with `acks_late` and a
+visibility timeout. None has a status record an HTTP client can read, so the
+record (status, progress, result, error, times) is the toolkit's own: a Redis
+hash with the TTL, which any replica can answer from.
+
+At least once: a message re-delivered after a replica died runs the task
+again, unless its record already says `completed` or `failed`.
+"""
+
+import json
+import re
+import threading
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .base import (
+    COMPLETED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    STATUSES,
+    TaskBackend,
+    TaskInput,
+    TaskRecord,
+    TaskStoreError,
+)
+
+#: How often (per million Redis commands) a worker looks for dead workers'
+#: messages; dramatiq's default (1000) can take minutes on a quiet queue.
+MAINTENANCE_CHANCE = 100_000
+CONNECT_TIMEOUT = 5  # seconds: a REDIS_URL that points at nothing fails fast
+
+# Claim a task for a run: only one that is not finished yet (a re-delivered
+# message of a completed task does nothing). Returns its input, or nil.
+_CLAIM = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return nil end
+redis.call('HSET', KEYS[1], 'status', 'running', 'updated', ARGV[1])
+return redis.call('HMGET', KEYS[1], 'endpoint', 'body', 'content_type')
+"""
+# Record the end of a run unless another run already ended it.
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'result', ARGV[2], 'error', ARGV[3],
+           'updated', ARGV[4], 'progress', ARGV[5], 'body', '')
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+return 1
+"""
+_FIELDS = ("task_id", "endpoint", "status", "message", "progress", "result", "error",
+           "created", "updated")
+
+
+def redacted(url: str) -> str:
+    """`url` without its password, for error lines."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class RedisBackend(TaskBackend):
+    """Task records in Redis hashes; each task route is a dramatiq queue whose worker
+    runs `max_concurrent` threads in every replica."""
+
+    def __init__(self, url: str, service_name: str, ttl: float, heartbeat_timeout: float) -> None:
+        super().__init__(ttl)
+        self.url = url
+        self.namespace = f"workspace-service:{service_name}"
+        self.heartbeat_timeout = heartbeat_timeout
+        self._actors: dict[str, Any] = {}
+        self._workers: list[Any] = []
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+        self._stopping = False
+
+    def open(self) -> None:
+        import redis  # ~140 ms: only in Redis mode
+        from dramatiq import Actor
+        from dramatiq.brokers.redis import RedisBroker
+
+        try:
+            self.client = redis.Redis.from_url(self.url, socket_connect_timeout=CONNECT_TIMEOUT)
+            self.client.ping()
+        except (redis.RedisError, ValueError) as exc:
+            raise TaskStoreError(f"REDIS_URL {redacted(self.url)}: cannot use it ({exc})") \
+                from None
+        self.broker = RedisBroker(client=self.client, namespace=f"{self.namespace}:queue",
+                                  heartbeat_timeout=int(self.heartbeat_timeout * 1000),
+                                  maintenance_chance=MAINTENANCE_CHANCE, middleware=[])
+        self._claim = self.client.register_script(_CLAIM)
+        self._finish = self.client.register_script(_FINISH)
+        for endpoint in self.functions:
+            name = _queue_name(endpoint)
+            self._actors[endpoint] = Actor(self._run, broker=self.broker, actor_name=name,
+                                           queue_name=name, priority=0, options={})
+
+    def start(self) -> None:
+        from dramatiq import Worker
+
+        for endpoint, (_, max_concurrent) in self.functions.items():
+            worker = Worker(self.broker, queues={_queue_name(endpoint)},
+                            worker_threads=max_concurrent, worker_timeout=1000)
+            worker.start()
+            self._workers.append(worker)
+
+    def _run(self, task_id: str) -> None:
+        """The dramatiq actor: one delivery of a task's message."""
+        claimed = self.claim(task_id)
+        if claimed is None:
+            return
+        with self._lock:
+            self._running.add(task_id)
+        try:
+            self.execute(claimed)
+        finally:
+            with self._lock:
+                self._running.discard(task_id)
+
+    def _key(self, task_id: str) -> str:
+        return f"{self.namespace}:task:{task_id}"
+
+    def create(self, endpoint: str, body: bytes, content_type: str,
+               idempotency_key: str | None) -> TaskRecord:
+        task_id = uuid.uuid4().hex
+        ttl = max(1, int(self.ttl))
+        if idempotency_key is not None:
+            key = f"{self.namespace}:idempotency:{endpoint}:{idempotency_key}"
+            if not self.client.set(key, task_id, nx=True, ex=ttl):
+                earlier = self.get(self.client.get(key).decode())
+                if earlier is not None:
+                    return earlier
+                self.client.set(key, task_id, ex=ttl)  # the earlier task expired
+        now = time.time()
+        self.client.hset(self._key(task_id), mapping={
+            "task_id": task_id, "endpoint": endpoint, "status": QUEUED, "message": "",
+            "progress": "", "result": "", "error": "", "created": now, "updated": now,
+            "body": body, "content_type": content_type})
+        self.client.expire(self._key(task_id), ttl)
+        self._actors[endpoint].send(task_id)
+        record = self.get(task_id)
+        assert record is not None
+        return record
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        values = self.client.hmget(self._key(task_id), _FIELDS)
+        if values[0] is None:
+            return None
+        raw = dict(zip(_FIELDS, (v.decode() for v in values), strict=True))
+        return TaskRecord(
+            task_id=raw["task_id"], endpoint=raw["endpoint"], status=raw["status"],
+            message=raw["message"], progress=float(raw["progress"]) if raw["progress"] else None,
+            result=json.loads(raw["result"]) if raw["result"] else None,
+            error=raw["error"] or None, created=float(raw["created"]),
+            updated=float(raw["updated"]))
+
+    def update(self, task_id: str, message: str, progress: float | None) -> None:
+        fields: dict[str, Any] = {"message": message, "updated": time.time()}
+        if progress is not None:
+            fields["progress"] = progress
+        self.client.hset(self._key(task_id), mapping=fields)
+
+    def claim(self, task_id: str) -> TaskInput | None:
+        row = self._claim(keys=[self._key(task_id)], args=[time.time()])
+        if row is None:
+            return None
+        endpoint, body, content_type = row
+        return TaskInput(task_id, endpoint.decode(), body or b"", content_type.decode())
+
+    def finish(self, task_id: str, status: str, result: Any, error: str | None) -> None:
+        self._finish(keys=[self._key(task_id)], args=[
+            status, "" if result is None else json.dumps(result), error or "", time.time(),
+            1.0 if status == COMPLETED else "", max(1, int(self.ttl))])
+
+    def counts(self) -> dict[str, int]:
+        """Queued: messages waiting in the queues (what every replica shares);
+        running: this replica's."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for endpoint in self.functions:
+            counts[QUEUED] += self.client.llen(f"{self.namespace}:queue:{_queue_name(endpoint)}")
+        counts[RUNNING] = self.busy()
+        del counts[COMPLETED], counts[FAILED]  # kept per task with its TTL, not counted here
+        return counts
+
+    # The drain (server.Drainable)
+    def stop_taking(self) -> None:
+        """Stop the workers in the background: no new messages; dramatiq puts the
+        prefetched ones back in the queue for the other replicas."""
+        self._stopping = True
+        for worker in self._workers:
+            threading.Thread(target=worker.stop, daemon=True, name="dramatiq-stop").start()
+
+    def busy(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def abandon(self) -> None:
+        """The unfinished tasks go back to `queued`; their messages, never acknowledged,
+        are re-delivered once this replica's heartbeat is missed."""
+        with self._lock:
+            unfinished = list(self._running)
+        for task_id in unfinished:
+            self.client.hset(self._key(task_id), mapping={"status": QUEUED,
+                                                          "updated": time.time()})
+
+
+def _queue_name(endpoint: str) -> str:
+    """A dramatiq queue name for a task route: `/batch/v2` → `task_batch_v2`."""
+    return "task" + re.sub(r"[^A-Za-z0-9]+", "_", endpoint).rstrip("_")
