@@ -9,9 +9,12 @@ so a slow moment of the machine does not land on one case only.
 To add a case append a `Case` to CASES. At the end, the conda case: a
 service with an environment.yml started a second time against `--code-only`
 (bench/conda_startup.py, which can also run alone).
+Last, what `import workspace_service` (the toolkit) adds to flask + waitress.
 """
 
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from common import (
+    ROOT,
     bare_example,
     ensure_example_requirements,
     free_port,
@@ -74,6 +78,34 @@ def main(runs: int) -> None:
     import conda_startup
 
     conda_startup.main(runs)
+    toolkit_import_cost(runs)
+
+
+#: The toolkit's budget: what `import workspace_service` may add to flask + waitress.
+TOOLKIT_IMPORT_GOAL_MS = 60
+
+
+def toolkit_import_cost(runs: int) -> None:
+    """`python -c "import flask, waitress, workspace_service"` against the same without
+    the toolkit, interleaved: the start-up the toolkit adds to a service."""
+    toolkit = str(ROOT / "toolkit")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [toolkit, os.environ.get("PYTHONPATH")]))}
+    imports = {"flask + waitress": "import flask, waitress",
+               "flask + waitress + workspace_service":
+                   "import flask, waitress, workspace_service"}
+    times: dict[str, list[float]] = {name: [] for name in imports}
+    for _ in range(runs):
+        for name, code in imports.items():
+            started = time.monotonic()
+            subprocess.run([sys.executable, "-c", code], env=env, check=True)
+            times[name].append(time.monotonic() - started)
+    base, ours = (statistics.median(t) for t in times.values())
+    print("\nthe toolkit's import, interpreter start to exit:")
+    for name, seconds in times.items():
+        print(f"  {name}: {median_ms(seconds)}")
+    print(f"  the toolkit adds {(ours - base) * 1000:+.0f} ms "
+          f"(goal <= {TOOLKIT_IMPORT_GOAL_MS} ms)")
 
 
 def measure_all(runs: int) -> None:

@@ -7,13 +7,13 @@
 The lecture's Flask view checked its four arguments by hand and answered 422
 with a bare string. Here the toolkit refuses what is not JSON (415, 400), too
 big (413) or too many at once (503) before `predict` runs, and `predict` checks
-the four numbers and names the missing or bad ones in a 422 problem+json.
+the four numbers (0 to 100 cm) and names the missing or bad ones in a 422
+problem+json. /openapi.json documents the body, so clients and fuzzers know it.
 The model is trained in `startup` on the first start (about a second) and kept
 at $MODEL_PATH (default: model.pickle beside this file); `/ready` says 503
 until it is loaded.
 """
 
-import math
 import os
 from pathlib import Path
 
@@ -23,6 +23,10 @@ from workspace_service import Problem, Service
 
 MODEL_PATH = Path(os.environ.get("MODEL_PATH", Path(__file__).with_name("model.pickle")))
 SPECIES = ("setosa", "versicolor", "virginica")
+PREDICTION_SCHEMA = {
+    "type": "object", "required": ["prediction", "species"],
+    "properties": {"prediction": {"type": "integer", "enum": [0, 1, 2]},
+                   "species": {"type": "string", "enum": list(SPECIES)}}}
 
 svc = Service("iris")
 
@@ -34,7 +38,10 @@ def load() -> None:
 
 
 @svc.endpoint("/predict", methods=["POST"], max_concurrent=4,
-              content_types=["application/json"], max_content_length=10_000)
+              content_types=["application/json"], max_content_length=10_000,
+              request_schema=iris_model.REQUEST_SCHEMA, response_schema=PREDICTION_SCHEMA,
+              responses={422: "A measurement is missing, not a number, or out of range "
+                              "(`fields` names them)"})
 def predict() -> dict[str, object]:
     """The species of one flower from its four measurements in cm."""
     measurements = _measurements(flask.request.get_json())
@@ -49,22 +56,22 @@ def _measurements(body: object) -> list[float]:
     missing = [name for name in iris_model.FEATURES if name not in body]
     if missing:
         raise Problem(422, f"missing field(s): {', '.join(missing)}", fields=missing)
-    numbers = {name: _finite(body[name]) for name in iris_model.FEATURES}
+    numbers = {name: _measurement(body[name]) for name in iris_model.FEATURES}
     bad = [name for name, number in numbers.items() if number is None]
     if bad:
-        raise Problem(422, f"not a finite number: {', '.join(bad)}", fields=bad)
+        raise Problem(422, f"not a number from 0 to {iris_model.MAX_CM:g} (cm): "
+                      f"{', '.join(bad)}", fields=bad)
     return [numbers[name] for name in iris_model.FEATURES]
 
 
-def _finite(value: object) -> float | None:
-    """A JSON number as a finite float; None for anything else (true and false included)."""
+def _measurement(value: object) -> float | None:
+    """A JSON number from 0 to MAX_CM as a float; None for anything else (true and
+    false, which Python counts as numbers, included)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    try:
-        number = float(value)
-    except OverflowError:  # an integer too big for a float
+    if not 0 <= value <= iris_model.MAX_CM:  # also refuses an int too big for a float
         return None
-    return number if math.isfinite(number) else None
+    return float(value)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,12 @@ from pathlib import Path
 
 #: The four measurements, in the order the model takes them (the lecture's names).
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+MAX_CM = 100  # no iris is a metre long: a larger number is a mistake, not a flower
+#: The body /predict takes, as JSON Schema (for /openapi.json).
+REQUEST_SCHEMA = {
+    "type": "object", "required": list(FEATURES),
+    "properties": {name: {"type": "number", "minimum": 0, "maximum": MAX_CM}
+                   for name in FEATURES}}
 
 
 def train():  # -> sklearn Pipeline; the type is left out so that sklearn loads only here

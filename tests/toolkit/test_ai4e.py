@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, RunnerProcess, wait_for
-from test_examples import problem, request, service_pid, toolkit_env, wait_ready
+from test_examples import problem, request, service_pid, stop, toolkit_env, wait_ready
 
 SERVICE = ROOT / "tests" / "toolkit" / "ai4e_base_py"
 PREFIX = "/v1/my_api/tasker"
@@ -55,8 +55,9 @@ def post_example(runner: RunnerProcess, doc: object) -> str:
     return match[1]
 
 
-def task_status(runner: RunnerProcess, task_id: str) -> dict[str, object]:
-    answer = runner.get(f"{PREFIX}/task/{task_id}")
+def task_status(runner: RunnerProcess, task_id: str, prefix: str = PREFIX) -> dict[str, object]:
+    """AI4E's status document of a task, from `GET {prefix}/task/<id>`."""
+    answer = runner.get(f"{prefix}/task/{task_id}")
     assert answer is not None and answer[0] == 200, answer
     return json.loads(answer[1])
 
@@ -96,6 +97,7 @@ def test_health_check_and_echo_under_the_prefix(start: Callable[..., RunnerProce
     echo = runner.get(f"{PREFIX}/echo/hello")
     probe = runner.get("/health")
     outside = request(runner, "GET", "/echo/hello", content_type=None)
+    document = runner.get(f"{PREFIX}/openapi.json")
     runner.signal(signal.SIGTERM)
     assert runner.finish() == 0
     assert health == (200, b"Health check OK")
@@ -103,6 +105,8 @@ def test_health_check_and_echo_under_the_prefix(start: Callable[..., RunnerProce
     assert probe is not None and json.loads(probe[1]) == {"health": "true", "status": "ok"}
     assert problem(outside)["status"] == 404
     assert "ai4e INFO metric echo_length=5" in runner.stdout
+    assert document is not None and document[0] == 200
+    assert {"/example", "/echo/{text}"} <= set(json.loads(document[1])["paths"])
 
 
 def test_fail_task_and_a_raising_task_end_failed(start: Callable[..., RunnerProcess]) -> None:
@@ -175,3 +179,73 @@ def test_a_task_cut_short_by_sigkill_runs_again_after_the_restart(
     assert runner.finish() == 0
     assert (last["status"], last["Status"]) == ("completed", "completed")
     assert runner.stdout.count(f"Started task task_id={task_id}") == 2
+
+
+#: AI4E's older pattern: a plain Flask route that adds a task and runs it in its own thread.
+MANUAL_TASK = '''\
+import threading
+from flask import Flask, request
+from ai4e_app_insights_wrapper import AI4EAppInsights
+from ai4e_service import AI4EService
+
+app = Flask(__name__)
+ai4e_service = AI4EService(app, AI4EAppInsights())
+manager = ai4e_service.api_task_manager
+go = threading.Event()
+
+def work(task_id, fail):
+    manager.UpdateTaskStatus(task_id, "working")
+    go.wait(10)
+    if fail:
+        manager.FailTask(task_id, "could not do it")
+    else:
+        manager.CompleteTask(task_id, "all done")
+
+@app.route("/start", methods=["POST"])
+def start():
+    info = manager.AddTask(request)
+    threading.Thread(target=work, args=(info["TaskId"], "fail" in request.args)).start()
+    return "TaskId: " + info["TaskId"]
+
+@app.route("/go", methods=["POST"])
+def release():
+    go.set()
+    return "ok"
+
+@app.route("/status/<task_id>")
+def status(task_id):
+    return manager.GetTaskStatus(task_id) or {"missing": True}
+
+if __name__ == "__main__":
+    app.run(host="0.0.0.0", port=80)
+'''
+
+
+def test_add_task_and_its_calls_from_code_that_runs_the_task_itself(tmp_path: Path) -> None:
+    (tmp_path / "svc").mkdir()
+    (tmp_path / "svc" / "__main__.py").write_text(MANUAL_TASK)
+    runner = RunnerProcess([tmp_path / "svc", "--code-only"],
+                           env=toolkit_env(TASKS_DB=str(tmp_path / "tasks.sqlite3")))
+    try:
+        wait_ready(runner)
+        ids = [TASK_ID.fullmatch(request(runner, "POST", path, b"", None)[2].decode())[1]
+               for path in ("/start", "/start?fail")]
+        wait_for(lambda: all(task_status(runner, i, "")["Status"] == "working" for i in ids),
+                 10, "the tasks to run")
+        working = json.loads(runner.get(f"/status/{ids[0]}")[1])
+        request(runner, "POST", "/go", b"", None)
+        wait_for(lambda: all(task_status(runner, i, "")["status"] in FINISHED for i in ids),
+                 10, "the tasks to finish")
+        done, failed = (task_status(runner, i, "") for i in ids)
+        unknown = json.loads(runner.get("/status/nope")[1])
+        code = stop(runner)
+    finally:
+        runner.kill()
+    assert (working["TaskId"], working["Status"], working["status"]) == (ids[0], "working",
+                                                                         "running")
+    assert (done["status"], done["Status"]) == ("completed", "all done")
+    assert (failed["status"], failed["Status"], failed["error"]) == (
+        "failed", "could not do it", "could not do it")
+    assert unknown == {"missing": True}
+    assert "app.run(host='0.0.0.0', port=80): arguments ignored" in runner.stdout
+    assert code == 0

@@ -60,11 +60,11 @@ class Service:
     """A model service: `svc.app` is its Flask app, `svc.state` a place for the model."""
 
     def __init__(self, name: str, *, version: str = "0.1.0",
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, app: flask.Flask | None = None) -> None:
         self.name = name
         self.version = version
         self.settings = settings or _settings_or_exit()
-        self.app = flask.Flask(name)
+        self.app = app or flask.Flask(name)  # `app`: one made before (AI4E's services do)
         self.state: dict[str, Any] = {}
         self.lifecycle = Lifecycle()
         self.routes: list[Route] = []

@@ -36,9 +36,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import flask
-from werkzeug.exceptions import HTTPException
 
-from ..lifecycle import FAILED
+from .. import server
+from ..lifecycle import DRAINING, FAILED
 from ..problems import Problem
 from ..service import Service
 from ..tasks.base import Task
@@ -54,8 +54,7 @@ class APIService:
     def __init__(self, flask_app: flask.Flask, logger: object = None) -> None:
         self.app = flask_app
         self.log = logger
-        self.service = _service_on(flask_app, os.environ.get("SERVICE_MODEL_NAME") or
-                                   flask_app.name)
+        self.service = Service(_name(flask_app), app=flask_app)
         self.api_prefix = self.service.settings.base_path
         self.api_task_manager = TaskManager(self.service)
         flask_app.add_url_rule("/", "ai4e_health_check", self.health_check, methods=["GET"])
@@ -66,7 +65,7 @@ class APIService:
     @property
     def is_terminating(self) -> bool:
         """AI4E's flag: a stop has begun (the toolkit refuses new work then)."""
-        return not self.service.lifecycle.is_ready
+        return self.service.lifecycle.status == DRAINING
 
     def health_check(self) -> tuple[str, int]:
         """AI4E's `GET {prefix}/`: 200 "Health check OK" while alive (starting and draining
@@ -150,8 +149,9 @@ class APIService:
     def run(self, *args: Any, **kwargs: Any) -> None:
         """`app.run()`: serve through the toolkit on $HOST:$PORT (AI4E's own arguments,
         host, port, debug, are ignored: the runner sets PORT)."""
+        server.configure_logging()  # before serve(), so that this line is in the same log
         if args or kwargs:
-            log.info("app.run(%s): arguments ignored; serving on $HOST:$PORT",
+            log.warning("app.run(%s): arguments ignored; serving on $HOST:$PORT",
                      ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())]))
         self.service.serve()
 
@@ -159,19 +159,14 @@ class APIService:
 AI4EService = AI4EWrapper = APIService  # AI4E's earlier names for the same class
 
 
+def _name(app: flask.Flask) -> str:
+    """The service's name: AI4E's SERVICE_MODEL_NAME, else the app's (unless `__main__`)."""
+    name = os.environ.get("SERVICE_MODEL_NAME") or app.name
+    return "ai4e-service" if name == "__main__" else name
+
+
 def _processed(request_processing_function: ProcessingFunction | None) -> dict[str, Any]:
     """The processing function's keys for the current request ({} without one)."""
     if request_processing_function is None:
         return {}
     return dict(request_processing_function(flask.request) or {})
-
-
-def _service_on(app: flask.Flask, name: str) -> Service:
-    """A toolkit `Service` serving the user's own Flask `app` (AI4E's services make theirs
-    first): its error handlers are set on that app instead of the one `Service` made."""
-    service = Service(name)
-    service.app = app
-    app.register_error_handler(Problem, service._problem)
-    app.register_error_handler(HTTPException, service._http_error)
-    app.register_error_handler(Exception, service._crash)
-    return service

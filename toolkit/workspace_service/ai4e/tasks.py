@@ -76,6 +76,7 @@ class TaskManager:
 
     def __init__(self, service: "Service") -> None:
         self._service = service
+        service.tasks  # noqa: B018 - made now: the store is opened at start, not per request
 
     def AddTask(self, request: flask.Request) -> dict[str, Any]:
         """A new task, running, for code that runs it itself (then Update/Complete/FailTask).
