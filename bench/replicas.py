@@ -51,6 +51,8 @@ REPLICAS = 3
 TASKS = 50
 #: Each task: 4 steps of 0.5 s, reporting its progress after each.
 TASK_ENV = {"STEPS": "4", "STEP_SECONDS": "0.5"}
+#: A replica silent this long has its tasks run by another (the toolkit's default: 60 s).
+HEARTBEAT_ENV = {"REDIS_HEARTBEAT_TIMEOUT": "10"}
 #: The replicas' drain: nginx learns of a stop from the refused connection.
 DRAIN_ENV = {"DRAIN_DELAY": "0", "DRAIN_TIMEOUT": "25"}
 WRK = ["wrk", "-t2", "-c16", "--timeout", "10s"]
@@ -88,7 +90,7 @@ class Replica:
 
     def __init__(self, redis_url: str, folder: Path) -> None:
         self.port = free_port()
-        self.env = {**TASK_ENV, **DRAIN_ENV, "REDIS_URL": redis_url,
+        self.env = {**TASK_ENV, **DRAIN_ENV, **HEARTBEAT_ENV, "REDIS_URL": redis_url,
                     "XDG_CACHE_HOME": str(folder),
                     "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "toolkit")])}
         self.process: Started | None = None
@@ -132,6 +134,16 @@ def replicas(count: int, redis_url: str, folder: Path) -> Iterator[list[Replica]
                 replica.stop()
 
 
+#: nginx's access log here: what failed, and which replicas it was tried on.
+LOG_FORMAT = "$status $request_method $uri tried $upstream_addr got $upstream_status"
+
+
+def failures(folder: Path, port: int) -> list[str]:
+    """nginx's access-log lines of answers that were not 2xx, for the nginx on `port`."""
+    lines = (folder / f"access-{port}.log").read_text().splitlines()
+    return [line for line in lines if not line.startswith("2")]
+
+
 def nginx_conf(folder: Path, listen: int, upstreams: list[int]) -> str:
     """The compose stack's nginx.conf with loopback addresses and every path in `folder`."""
     text = NGINX_CONF.read_text()
@@ -143,7 +155,9 @@ def nginx_conf(folder: Path, listen: int, upstreams: list[int]) -> str:
         (r"        server service:8091 .*;\n", servers),
         (r"pid .*;", f"pid {folder / 'nginx.pid'};"),
         (r"error_log .*;", f"error_log {folder / 'error.log'} warn;"),
-        (r"    access_log .*;\n", "    access_log off;\n" + temp_paths),
+        (r"    access_log .*;\n", f"    log_format bench {LOG_FORMAT!r};\n"
+                                f"    access_log {folder / f'access-{listen}.log'} bench;\n"
+                                + temp_paths),
         (r"listen 8080;", f"listen 127.0.0.1:{listen};"),
     ]:
         text, count = re.subn(pattern, lambda _m, new=new: new, text)
@@ -311,10 +325,11 @@ class ProgressWatch:
 
     def longest_pause(self) -> float:
         """Seconds from the start of the watch to the last task's first change."""
-        wait_until(lambda: len(self.first_change) == len(self.last), TASK_TIMEOUT,
-                   "every watched task to move on")
+        self._thread.join(TASK_TIMEOUT)
         self._stop.set()
-        self._thread.join()
+        unchanged = {i: self.last[i] for i in self.last if i not in self.first_change}
+        if unchanged:
+            raise RuntimeError(f"tasks that never moved on: {unchanged}")
         return max(self.first_change.values()) - self.since
 
 
@@ -345,6 +360,7 @@ class KillResult:
     completed_after: float
     everywhere: bool
     rerun_wait: float
+    nginx_failures: list[str]
 
 
 def kill_one(folder: Path, redis_port: int) -> KillResult:
@@ -360,12 +376,13 @@ def kill_one(folder: Path, redis_port: int) -> KillResult:
         watch = ProgressWatch(port, running_tasks(port, submitted.ids))
         os.kill(victim.service_pid(), signal.SIGKILL)
         victim.wait_ready()  # the runner restarts it; wrk keeps going meanwhile
-        time.sleep(1)  # the load goes on past the restart
+        time.sleep(3)  # the load goes on past the restart and nginx's fail_timeout
         result = load.stop()
         completed_after = wait_completed(port, submitted.ids)
         rerun_wait = watch.longest_pause()
         everywhere = readable_everywhere(submitted.ids, [r.port for r in started])
-    return KillResult(result, submitted, completed_after, everywhere, rerun_wait)
+        failed = failures(folder, port)
+    return KillResult(result, submitted, completed_after, everywhere, rerun_wait, failed)
 
 
 @dataclass
@@ -374,6 +391,7 @@ class RollingResult:
     submitted: Submitted
     exits: list[int]
     completed_after: float
+    nginx_failures: list[str]
 
 
 def rolling_restart(folder: Path, redis_port: int) -> RollingResult:
@@ -403,7 +421,8 @@ def rolling_restart(folder: Path, redis_port: int) -> RollingResult:
             poster.join(60)
         result = load.stop()
         completed_after = wait_completed(port, submitted.ids)
-    return RollingResult(result, submitted, exits, completed_after)
+        failed = failures(folder, port)
+    return RollingResult(result, submitted, exits, completed_after, failed)
 
 
 def main() -> None:
@@ -426,7 +445,9 @@ def main() -> None:
                   f"all completed {kill.completed_after:.1f} s after the load stopped, "
                   f"status completed through each replica: {kill.everywhere}")
             print(f"  the killed replica's task waited {kill.rerun_wait:.1f} s after the kill "
-                  "before it ran again")
+                  f"before it ran again (REDIS_HEARTBEAT_TIMEOUT="
+                  f"{HEARTBEAT_ENV['REDIS_HEARTBEAT_TIMEOUT']} s)")
+            show_failures(kill.nginx_failures)
 
             rolling = rolling_restart(folder, redis_port)
             print(f"rolling restart (SIGTERM, restart, ready, next): "
@@ -435,6 +456,15 @@ def main() -> None:
                   f"{len(rolling.submitted.ids) + rolling.submitted.failed_posts} POSTs failed "
                   f"(goal 0 and 0); {len(rolling.submitted.ids)} tasks all completed; "
                   f"runner exit statuses {rolling.exits}")
+            show_failures(rolling.nginx_failures)
+
+
+def show_failures(lines: list[str]) -> None:
+    """What nginx answered other than 2xx, and which replicas it tried (a few lines)."""
+    for line in lines[:5]:
+        print(f"    nginx: {line}")
+    if len(lines) > 5:
+        print(f"    nginx: ... {len(lines) - 5} more")
 
 
 if __name__ == "__main__":
