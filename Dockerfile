@@ -74,10 +74,11 @@ RUN /opt/runner/bin/pip install --no-deps --force-reinstall /src \
 # The service toolkit (`workspace_service`, and AI for Earth's module names) in
 # the service Python, so code run by the image imports it without a
 # requirements line. Installed as the venv's owner, so that a user's
-# `pip install` may still upgrade its dependencies (Flask, waitress).
+# `pip install` may still upgrade its dependencies (Flask, waitress). With the
+# Redis extra, so that replicas share tasks with REDIS_URL set (deploy/).
 COPY --chown=1000:1000 toolkit /tmp/toolkit
 USER 1000:1000
-RUN /opt/service/bin/pip install /tmp/toolkit \
+RUN /opt/service/bin/pip install "/tmp/toolkit[redis]" \
  && rm -rf /tmp/toolkit
 USER 0:0
 

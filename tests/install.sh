@@ -10,7 +10,9 @@ apt_packages=(subversion openssl
   redis-server
   # the container tests (tests/container/build.sh installs these too when run alone)
   podman buildah runc crun fuse-overlayfs slirp4netns uidmap debootstrap
-  containernetworking-plugins iptables catatonit)
+  containernetworking-plugins iptables catatonit
+  # deploy/compose: containers find each other by name on podman's CNI networks
+  golang-github-containernetworking-plugin-dnsname)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -1,0 +1,115 @@
+"""The one-machine deployment (deploy/compose/compose.yaml) brought up by podman-compose.
+
+Three replicas of the workspace image serving examples/async-service, nginx
+and Redis built FROM the same Debian base: a request through nginx answers
+200, a task completes and every replica reports it (nginx sends each status
+GET to the next replica, so the store is shared), and `down` leaves no
+container, network or volume of the project behind.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, free_port, http_get, wait_for
+from podman_tools import HERE, PREFIX, podman
+
+COMPOSE = ROOT / "deploy" / "compose" / "compose.yaml"
+UP_TIMEOUT = 600  # builds nginx and Redis from the Debian base the first time
+CNI_PLUGIN_DIRS = ("/usr/lib/cni", "/usr/libexec/cni", "/opt/cni/bin")
+
+
+class Stack:
+    """A compose project of its own name, on a free port of 127.0.0.1."""
+
+    def __init__(self, image: str) -> None:
+        self.project = f"{PREFIX}-compose-{uuid.uuid4().hex[:8]}"
+        self.port = free_port()
+        self.env = {**os.environ, "CONTAINERS_CONF": str(HERE / "containers.conf"),
+                    "WORKSPACE_IMAGE": image, "HTTP_PORT": str(self.port)}
+
+    def compose(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        result = subprocess.run(["podman-compose", "-p", self.project, "-f", str(COMPOSE), *args],
+                                env=self.env, capture_output=True, text=True, timeout=timeout,
+                                stdin=subprocess.DEVNULL, check=False)
+        assert result.returncode == 0, f"podman-compose {' '.join(args)}:\n" \
+                                       f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        return result
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def left_behind(self) -> list[str]:
+        """Containers, networks and volumes of this project that still exist."""
+        label = f"label=io.podman.compose.project={self.project}"
+        found = podman("ps", "--all", "--filter", label, "--format", "{{.Names}}").stdout.split()
+        found += [n for n in podman("network", "ls", "--format", "{{.Name}}").stdout.split()
+                  if n.startswith(self.project)]
+        found += [v for v in podman("volume", "ls", "--format", "{{.Name}}").stdout.split()
+                  if v.startswith(self.project)]
+        return found
+
+
+@pytest.fixture
+def stack(image: str) -> Iterator[Stack]:
+    if shutil.which("podman-compose") is None:
+        pytest.skip("podman-compose is not installed (pip install podman-compose)")
+    backend = podman("info", "--format", "{{.Host.NetworkBackend}}").stdout.strip()
+    if backend == "cni" and not any(Path(d, "dnsname").exists() for d in CNI_PLUGIN_DIRS):
+        pytest.fail("podman's CNI networks need the dnsname plugin for the replicas to find "
+                    "each other: apt-get install golang-github-containernetworking-plugin-dnsname "
+                    "(tests/install.sh does)")
+    stack = Stack(image)
+    try:
+        yield stack
+    finally:
+        subprocess.run(["podman-compose", "-p", stack.project, "-f", str(COMPOSE), "down",
+                        "--volumes", "--timeout", "5"], env=stack.env, capture_output=True,
+                       timeout=120, check=False)
+
+
+def post_task(url: str) -> str:
+    request = urllib.request.Request(url, data=json.dumps({"size": 1}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status == 202
+        return json.loads(answer.read())["task_id"]
+
+
+def answered_200(url: str) -> tuple[int, bytes] | None:
+    answer = http_get(url, timeout=5)
+    return answer if answer and answer[0] == 200 else None
+
+
+def task_status(url: str) -> str | None:
+    answer = http_get(url, timeout=5)
+    return json.loads(answer[1])["status"] if answer and answer[0] == 200 else None
+
+
+def test_compose_stack_serves_tasks_and_leaves_nothing(stack: Stack) -> None:
+    stack.compose("up", "--detach", "--build", timeout=UP_TIMEOUT)
+    services = podman("ps", "--filter", f"label=io.podman.compose.project={stack.project}",
+                      "--format", '{{index .Labels "com.docker.compose.service"}}').stdout.split()
+    echo = wait_for(lambda: answered_200(stack.url("/echo/compose")), 180,
+                    "an answer through nginx")
+
+    task_id = post_task(stack.url("/"))
+    status_url = stack.url(f"/tasks/{task_id}")
+    wait_for(lambda: task_status(status_url) == "completed", 120, "the task to complete")
+    statuses = [task_status(status_url) for _ in range(6)]  # round robin: each replica twice
+    started = time.monotonic()
+    stack.compose("down", "--volumes", "--timeout", "40", timeout=180)
+    down_seconds = time.monotonic() - started
+
+    assert sorted(services) == ["nginx", "redis", "service", "service", "service"]
+    assert json.loads(echo[1]) == {"echo": "compose"}
+    assert statuses == ["completed"] * 6
+    assert stack.left_behind() == []
+    assert down_seconds < 40, f"down took {down_seconds:.1f} s: a container ignored SIGTERM"
