@@ -78,7 +78,7 @@ RUN /opt/runner/bin/pip install --no-deps --force-reinstall /src \
 # Redis extra, so that replicas share tasks with REDIS_URL set (deploy/).
 COPY --chown=1000:1000 toolkit /tmp/toolkit
 USER 1000:1000
-RUN /opt/service/bin/pip install "/tmp/toolkit[redis]" \
+RUN /opt/service/bin/pip install "/tmp/toolkit[redis,prometheus,openapi]" \
  && rm -rf /tmp/toolkit
 USER 0:0
 

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from runner import cli
 from runner.errors import RunnerError
-from runner.proc import die_with_parent
 
 #: What the supervisor logs once a process of the service listens on its port.
 READY_LINE = "service ready"
@@ -34,6 +33,7 @@ POLL = 0.01  # seconds between looks at the log and at /ready while a service co
 STOP_MARGIN = 5.0  # beyond the runner's own stop timeout, before the runner gets SIGKILL
 CRASH_REPORT_WAIT = 1.0  # a runner whose service died gets this long to print its error line
 TAIL_LINES = 30
+PR_SET_PDEATHSIG = 1
 PF_EXITING = 0x4  # /proc/PID/stat flags: the process has begun to exit
 
 
@@ -104,7 +104,7 @@ class LiveService:
             self.process = subprocess.Popen(
                 self.argv, cwd=self.cwd, env=self._environ(), stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=None if self.keep else die_with_parent(),
+                preexec_fn=None if self.keep else _die_with_pytest(),
             )
         finally:
             log.close()
@@ -249,3 +249,23 @@ def _alive(pid: int) -> bool:
         return False
     state, flags = (stat.rsplit(")", 1)[1].split()[i] for i in (0, 6))
     return state not in "ZX" and not int(flags) & PF_EXITING
+
+
+def _die_with_pytest() -> Callable[[], None]:
+    """A `preexec_fn` that makes the runner get SIGKILL when pytest dies.
+
+    The runner's own containment (runner/keeper.py) then ends the service and
+    all it started; ctypes is loaded here, so the forked child only calls prctl.
+    """
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # pytest died before prctl took effect
+            os._exit(1)
+
+    return preexec
+

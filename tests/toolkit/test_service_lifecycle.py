@@ -156,6 +156,35 @@ def test_sigterm_drains_held_requests_after_the_delay(start_service, tmp_path: P
     assert code == 0
 
 
+def test_a_connection_opened_before_the_stop_gets_its_answer(start_service,
+                                                            tmp_path: Path) -> None:
+    """A proxy connects, then sends its request a moment later (nginx, a pooled client):
+    a drain that began in between answers it instead of resetting the connection."""
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path), DRAIN_TIMEOUT="5")
+    held = threading.Thread(target=http_get, args=(svc.url("/hold/keep"), 20))
+    held.start()  # keeps the drain going while the late request comes
+    conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=5)
+    try:
+        wait_for(lambda: entered(tmp_path, "keep"), 10, "a request in flight")
+        conn.connect()  # accepted, nothing sent yet
+        wait_for(lambda: http_get(svc.url("/health")), 5,
+                 "the server's loop to have taken the connection")
+        svc.signal(signal.SIGTERM)
+        wait_for(lambda: http_get(svc.url("/plain"), timeout=1) is None, 5,
+                 "the listener to close")
+        conn.request("GET", "/echo/late")
+        resp = conn.getresponse()
+        answer = resp.status, json.loads(resp.read())
+        open_gate(tmp_path, "keep")
+        code = svc.wait(15)
+    finally:
+        conn.close()
+        open_gate(tmp_path, "keep")
+        held.join(20)
+    assert answer == (200, {"text": "late"})
+    assert code == 0
+
+
 def test_a_request_unanswered_at_drain_timeout_exits_1(start_service, tmp_path: Path) -> None:
     """A request still running after DRAIN_TIMEOUT is lost when the process ends: say so."""
     svc = start_service(STANDARD, GATE_DIR=str(tmp_path), DRAIN_TIMEOUT="0.3")

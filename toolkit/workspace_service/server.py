@@ -39,6 +39,8 @@ PROBE_THREADS = 2
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # accesslog.py writes it too
 #: How long a failed startup stays visible (`/health` 500) before the process exits.
 FAILED_EXIT_DELAY = 1.0
+#: How long a drain waits for the first request of a connection opened just before it.
+FIRST_REQUEST_GRACE = 1.0
 _STARTUP_FAILED = 0  # the byte written to the wake-up pipe when startup raised
 #: Set in the WSGI environ to close the connection after the answer (WSGI apps may not
 #: send `Connection` themselves): when unread bytes of a refused body would follow.
@@ -103,6 +105,19 @@ class _ErrorTask(ErrorTask):
 class _Channel(HTTPChannel):
     task_class = _Task
     error_task_class = _ErrorTask
+    #: Whether the client has sent anything yet: a connection that has not is
+    #: about to (a proxy connects, then writes), not idle.
+    spoke = False
+
+    def received(self, data: bytes) -> bool:
+        self.spoke = True
+        return super().received(data)
+
+    def busy(self, now: float) -> bool:
+        """A request arriving, queued or running, an answer unsent, or a first
+        request still to come on a connection opened a moment ago."""
+        return bool(self.request is not None or self.requests or self.total_outbufs_len
+                    or (not self.spoke and now - self.creation_time < FIRST_REQUEST_GRACE))
 
 
 class _Server(TcpWSGIServer):
@@ -127,20 +142,35 @@ class _Server(TcpWSGIServer):
             self.task_dispatcher.add_task(channel)
 
     def busy_channels(self) -> int:
-        """Connections with a request arriving, queued or running, or an answer unsent."""
+        """Connections the drain waits for (`_Channel.busy`)."""
         channels = list(self.active_channels.values())  # a copy: the loop thread changes it
-        return sum(1 for ch in channels
-                   if ch.request is not None or ch.requests or ch.total_outbufs_len)
+        now = time.time()
+        return sum(1 for ch in channels if ch.busy(now))
 
     def stop_accepting(self) -> None:
-        """Close the listener and the idle connections; run in the loop's own thread."""
+        """Close the listener and the idle connections; run in the loop's own thread.
+
+        Connections the kernel completed but waitress has not accepted yet are
+        taken first: closing the listener would reset them.
+        """
         self.closing = True
+        self._accept_backlog()
         self.accepting = False
         self.del_channel()
         self.socket.close()
+        now = time.time()
         for channel in list(self.active_channels.values()):
-            if channel.request is None and not channel.requests and not channel.total_outbufs_len:
+            if not channel.busy(now):
                 channel.will_close = True
+
+    def _accept_backlog(self) -> None:
+        while True:
+            try:
+                conn, addr = self.socket.accept()
+            except OSError:  # BlockingIOError: none left
+                return
+            self.set_socket_options(conn)
+            self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
 
 
 class Drainable:
