@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from runner import log
+from runner.config import workspace_home
 from runner.errors import UsageError
 
 DEFAULT_PORT = 8080
@@ -30,7 +31,7 @@ def command(home: Path, port: int) -> list[str]:
 
 def start(environ: dict[str, str] | os._Environ) -> NoReturn:
     """Exec JupyterLab in `WORKSPACE_HOME`; raises `UsageError` when it cannot."""
-    home = Path(environ.get("WORKSPACE_HOME") or "/workspace")
+    home = workspace_home(environ)
     if not home.is_dir():
         raise UsageError(f"WORKSPACE_HOME {home} is not a folder: create it or point "
                          "WORKSPACE_HOME at an existing folder")

@@ -14,7 +14,10 @@ class LocalSource(CodeSource):
 
     @classmethod
     def detect(cls, spec: str, config: Config) -> bool:
-        return Path(spec).exists()
+        try:
+            return Path(spec).exists()
+        except OSError:  # e.g. a name over the system's limit (a long URL): not a path
+            return False
 
     def fetch(self, scratch: Scratch) -> Path:
         return Path(self.spec)

@@ -1,0 +1,158 @@
+"""Hostile and odd input (issue 11): each case gets one `error:` line, or passes through intact.
+
+Every test runs the real runner as a process and judges what a user sees:
+the exit code, the exact `error:` line, the bytes on stdout, the runner's
+memory (read from /proc), and the time taken (generous deadlines: the
+machine is shared, the point is linear against quadratic).
+"""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, TEST_SECRETS, free_port, run_runner, serve_once, write_service
+
+SECRET = TEST_SECRETS[0]
+
+# -- a traceback or a hang instead of an error: line --------------------------------
+
+
+def test_a_value_over_the_file_name_limit_is_not_a_path(tmp_path: Path) -> None:
+    long_name = "x" * 5000
+    runner = run_runner([long_name], cwd=tmp_path)
+    assert runner.proc.returncode == 3
+    assert runner.error_line().startswith(f"error: {long_name} does not exist locally: ")
+
+
+def test_a_long_url_fails_with_its_password_hidden(tmp_path: Path) -> None:
+    url = f"git+http://user:{SECRET}@127.0.0.1:{free_port()}/{'a' * 5000}.git"
+    runner = run_runner([url], cwd=tmp_path)  # `finish` checks that SECRET is nowhere
+    assert runner.proc.returncode == 3
+    assert runner.error_line().startswith("error: cannot read repository git+http://")
+
+
+@pytest.mark.parametrize(("args", "env", "named", "value"), [
+    (["--stop-timeout", "inf"], {}, "argument --stop-timeout", "inf"),
+    (["--stop-timeout", "nan"], {}, "argument --stop-timeout", "nan"),
+    (["--stop-timeout", "-1"], {}, "argument --stop-timeout", "-1"),
+    (["--ready-timeout", "inf"], {}, "argument --ready-timeout", "inf"),
+    (["--network-timeout", "inf"], {}, "argument --network-timeout", "inf"),
+    (["--network-timeout", "nan"], {}, "argument --network-timeout", "nan"),
+    ([], {"RUNNER_NETWORK_TIMEOUT": "nan"}, "RUNNER_NETWORK_TIMEOUT", "nan"),
+    ([], {"RUNNER_NETWORK_TIMEOUT": "-inf"}, "RUNNER_NETWORK_TIMEOUT", "-inf"),
+])
+def test_durations_must_be_finite_and_not_negative(
+    service: Path, args: list[str], env: dict[str, str], named: str, value: str
+) -> None:
+    runner = run_runner([service, *args], env=env)
+    assert runner.proc.returncode == 2
+    assert runner.error_line() == (
+        f"error: {named}: expected a finite number of seconds, 0 or more, got {value!r} "
+        "(see `execute-code --help`)"
+    )
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder", "not executable"])
+def test_a_bad_runner_python_is_a_usage_error(service: Path, tmp_path: Path, kind: str) -> None:
+    python = tmp_path / "python"
+    if kind == "folder":
+        python.mkdir()
+    elif kind == "not executable":
+        python.write_text("#!/bin/sh\n")
+    runner = run_runner([service], env={"RUNNER_PYTHON": str(python)})
+    assert runner.proc.returncode == 2
+    what = {"missing": "does not exist", "folder": "is a folder",
+            "not executable": "is not executable"}[kind]
+    assert runner.error_line() == (
+        f"error: RUNNER_PYTHON {python} {what}: point it at the service's Python "
+        "(e.g. /opt/venv/bin/python), or unset it to use the runner's own"
+    )
+
+
+def _service_with_setup(folder: Path) -> Path:
+    """A service whose setup.sh leaves a mark: the install work happened."""
+    write_service(folder)
+    (folder / "setup.sh").write_text(f"touch {folder / 'installed'}\n")
+    return folder
+
+
+@pytest.mark.parametrize("setting", ["--cache-dir", "RUNNER_CACHE_DIR", "XDG_CACHE_HOME"])
+def test_a_cache_folder_that_is_a_file_is_refused_before_the_work(
+    tmp_path: Path, setting: str
+) -> None:
+    code = _service_with_setup(tmp_path / "svc")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    args: list[str | Path] = [code]
+    env = {"RUNNER_CACHE_DIR": ""}
+    if setting == "--cache-dir":
+        args += ["--cache-dir", a_file]
+    else:
+        env[setting] = str(a_file)
+    runner = run_runner(args, env=env)
+    assert runner.proc.returncode == 2
+    folder, named = {
+        "--cache-dir": (a_file, "--cache-dir (or RUNNER_CACHE_DIR)"),
+        "RUNNER_CACHE_DIR": (a_file, "--cache-dir (or RUNNER_CACHE_DIR)"),
+        "XDG_CACHE_HOME": (a_file / "workspace-runner", "XDG_CACHE_HOME"),
+    }[setting]
+    problem = "is a file, not a folder" if folder == a_file else \
+        "cannot be created (Not a directory)"
+    assert runner.error_line() == (
+        f"error: the runner's cache folder {folder} {problem}: point {named} at a writable folder"
+    )
+    assert not (code / "installed").exists()
+
+
+def test_a_read_only_home_is_refused_before_the_work_but_fine_for_code_only(
+    tmp_path: Path
+) -> None:
+    code = _service_with_setup(tmp_path / "svc")
+    read_only = {"HOME": "/proc", "XDG_CACHE_HOME": "", "RUNNER_CACHE_DIR": ""}
+    runner = run_runner([code], env=read_only)
+    assert runner.proc.returncode == 2
+    assert runner.error_line().startswith(
+        "error: the runner's cache folder /proc/.cache/workspace-runner cannot be created (")
+    assert runner.error_line().endswith(
+        "): point HOME (or set RUNNER_CACHE_DIR) at a writable folder")
+    assert not (code / "installed").exists()
+    reply, _ = serve_once([code, "--code-only"], env=read_only)
+    assert reply == "ok"
+
+
+def _slow_reader(fd: int, got: list[bytes]) -> None:
+    """Read a pipe to its end, slowly: 64 KB every 20 ms."""
+    with os.fdopen(fd, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(65536):
+            got.append(chunk)
+            time.sleep(0.02)
+
+
+def test_a_non_blocking_stdout_with_a_slow_reader_gets_every_byte(tmp_path: Path) -> None:
+    size = 2 * 1024 * 1024
+    code = tmp_path / "svc"
+    code.mkdir()
+    (code / "__main__.py").write_text(
+        f"import sys\nsys.stdout.buffer.write(b'x' * {size})\nsys.stdout.flush()\n")
+    read, write = os.pipe()
+    os.set_blocking(write, False)  # as a parent (e.g. node) may leave it
+    got: list[bytes] = []
+    reader = threading.Thread(target=_slow_reader, args=(read, got))
+    reader.start()
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "runner", code, "--code-only"], cwd=ROOT, stdout=write,
+        stderr=subprocess.PIPE, env={**os.environ, "PORT": str(free_port())})
+    os.close(write)
+    try:
+        _, err = runner.communicate(timeout=60)
+    finally:
+        runner.kill()
+        runner.wait()
+        reader.join(30)
+    assert runner.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+    assert len(b"".join(got)) == size
