@@ -14,7 +14,16 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, TEST_SECRETS, free_port, run_runner, serve_once, write_service
+from helpers import (
+    ROOT,
+    TEST_SECRETS,
+    RunnerProcess,
+    free_port,
+    run_runner,
+    serve_once,
+    wait_for,
+    write_service,
+)
 
 SECRET = TEST_SECRETS[0]
 
@@ -156,3 +165,125 @@ def test_a_non_blocking_stdout_with_a_slow_reader_gets_every_byte(tmp_path: Path
     assert runner.returncode == 0, err.decode()
     assert b"Traceback" not in err
     assert len(b"".join(got)) == size
+
+
+# -- redaction and long lines: linear, bounded --------------------------------------
+
+
+def test_a_100_kb_line_through_setup_sh_is_redacted_quickly(tmp_path: Path) -> None:
+    code = write_service(tmp_path / "svc")
+    letters = "a" * 100_000
+    (code / "setup.sh").write_text(f"echo {letters}\necho see http://user:{SECRET}@host/x\n")
+    started = time.monotonic()
+    runner = run_runner([code, "--requirements-only"], timeout=60)
+    took = time.monotonic() - started
+    assert runner.proc.returncode == 0, runner.stderr
+    assert letters in runner.stderr
+    assert "see http://***@host/x" in runner.stderr
+    assert took < 5, f"{took:.1f} s for a 100 KB line (quadratic redaction takes ~15 s)"
+
+
+def _write_then_exit(folder: Path, data_expr: str, status: int, stream: str = "stdout") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "__main__.py").write_text(
+        f"import sys\nsys.{stream}.buffer.write({data_expr})\nsys.{stream}.flush()\n"
+        f"sys.exit({status})\n")
+    return folder
+
+
+def test_an_8_mb_last_line_is_quoted_by_its_end_quickly(tmp_path: Path) -> None:
+    code = _write_then_exit(tmp_path / "svc", "b'a' * 8_000_000 + b'THE-END'", 1)
+    started = time.monotonic()
+    runner = run_runner([code, "--restart", "never"], timeout=60)
+    took = time.monotonic() - started
+    assert runner.proc.returncode == 5
+    line = runner.error_line()
+    assert line.startswith("error: the service exited with status 1 after ")
+    assert line.endswith("aaaTHE-END (fix the error above and start again)") or \
+        line.endswith("aaaTHE-END")
+    assert len(line) < 4000
+    assert took < 15, f"{took:.1f} s"
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    """The process's peak resident memory so far, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_80_mb_without_a_newline_passes_through_in_bounded_memory(tmp_path: Path) -> None:
+    size = 80 * 1024 * 1024
+    go = tmp_path / "go"
+    code = tmp_path / "svc"
+    code.mkdir()
+    (code / "__main__.py").write_text(
+        "import os, sys, time\n"
+        "chunk = b'a' * 1048576\n"
+        f"for _ in range({size // 1048576}):\n"
+        "    sys.stdout.buffer.write(chunk)\n"
+        "sys.stdout.flush()\n"
+        f"while not os.path.exists({str(go)!r}):\n"
+        "    time.sleep(0.02)\n")
+    started = time.monotonic()
+    runner = RunnerProcess([code, "--code-only"])
+    try:
+        wait_for(lambda: sum(map(len, runner._out)) >= size, 60, "80 MB on stdout")
+        took = time.monotonic() - started
+        peak_kb = _vm_hwm_kb(runner.proc.pid)
+        go.touch()
+        assert runner.finish() == 0, runner.stderr
+    finally:
+        runner.kill()
+    assert sum(map(len, runner._out)) == size
+    assert peak_kb < 80 * 1024, f"runner peak RSS {peak_kb} kB for 80 MB without a newline"
+    assert took < 30, f"{took:.1f} s to pass 80 MB on"
+
+
+# -- output marking -------------------------------------------------------------------
+
+
+FORGED = "error: FORGED"
+FAKE_READY = "[runner 00:00:00.000] service ready on :1 after 0.01 s"
+
+
+def test_a_newline_in_execute_code_cannot_forge_runner_lines(tmp_path: Path) -> None:
+    runner = run_runner([], env={"EXECUTE_CODE": f"{tmp_path}/nope\n{FORGED}\n{FAKE_READY}"})
+    assert runner.proc.returncode == 3
+    line = runner.error_line()  # exactly one line starts with `error: `
+    assert line.startswith(f"error: {tmp_path}/nope\\nerror: FORGED\\n[runner ")
+    assert FAKE_READY not in runner.stderr.splitlines()
+
+
+def test_a_newline_in_a_folder_name_cannot_forge_runner_lines(tmp_path: Path) -> None:
+    code = write_service(tmp_path / f"svc\n{FORGED}\n{FAKE_READY}")
+    _, runner = serve_once([code])
+    lines = runner.stderr.splitlines()
+    assert not [line for line in lines if line.startswith("error:")], runner.stderr
+    assert FAKE_READY not in lines
+    assert f"svc\\n{FORGED}\\n" in runner.stderr
+
+
+def test_unfinished_service_output_on_stderr_does_not_glue_the_error_line(
+    tmp_path: Path
+) -> None:
+    code = _write_then_exit(tmp_path / "svc", "b'partial'", 1, stream="stderr")
+    runner = run_runner([code, "--restart", "never"])
+    assert runner.proc.returncode == 5
+    assert runner.error_line().startswith("error: the service exited with status 1")
+    assert "\npartial\n" in "\n" + runner.stderr
+
+
+def test_unfinished_service_output_on_a_shared_log_does_not_glue_the_error_line(
+    tmp_path: Path
+) -> None:
+    code = _write_then_exit(tmp_path / "svc", "b'partial'", 1)
+    merged = subprocess.run(
+        [sys.executable, "-m", "runner", code, "--restart", "never"], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60,
+        env={**os.environ, "PORT": str(free_port())})
+    assert merged.returncode == 5
+    lines = merged.stdout.decode().splitlines()
+    assert "partial" in lines
+    assert [line for line in lines if line.startswith("error: the service exited")]
