@@ -287,3 +287,54 @@ def test_unfinished_service_output_on_a_shared_log_does_not_glue_the_error_line(
     lines = merged.stdout.decode().splitlines()
     assert "partial" in lines
     assert [line for line in lines if line.startswith("error: the service exited")]
+
+
+# -- decide and document: links out of fetched code, install files of a shared folder ---
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
+           "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def _git_repo_with_link(repo: Path, name: str, target: Path) -> str:
+    """A git repository (file://) with a service and `name` a link to `target`."""
+    write_service(repo)
+    link = repo / name
+    link.unlink(missing_ok=True)
+    link.symlink_to(target)
+    for argv in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "links"]):
+        subprocess.run(["git", *argv], cwd=repo, env={**os.environ, **GIT_ENV}, check=True,
+                       capture_output=True)
+    return f"git+{repo.as_uri()}"
+
+
+@pytest.mark.parametrize("name", ["__main__.py", "requirements.txt"])
+def test_a_checkout_linking_out_of_its_root_is_refused(tmp_path: Path, name: str) -> None:
+    outside = write_service(tmp_path / "outside") / "__main__.py"
+    url = _git_repo_with_link(tmp_path / "repo", name, outside)
+    runner = run_runner([url], env={"TMPDIR": str(tmp_path)})
+    assert runner.proc.returncode == 3
+    assert runner.error_line() == (
+        f"error: {name} in {url} is a link to {outside}, outside the code: the runner does "
+        "not follow links out of fetched code; commit the file itself"
+    )
+
+
+def test_a_local_folder_may_link_where_its_owner_likes(tmp_path: Path) -> None:
+    outside = write_service(tmp_path / "outside", reply="linked") / "__main__.py"
+    code = tmp_path / "svc"
+    code.mkdir()
+    (code / "__main__.py").symlink_to(outside)
+    reply, _ = serve_once([code])
+    assert reply == "linked"
+
+
+def test_a_single_script_logs_the_install_files_of_its_folder(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    write_service(shared)
+    script = shared / "__main__.py"
+    (shared / "setup.sh").write_text("echo from the shared folder\n")
+    (shared / "requirements.txt").write_text("\n")
+    runner = run_runner([script, "--requirements-only"], env={"RUNNER_CACHE_DIR": str(tmp_path)})
+    assert runner.proc.returncode == 0, runner.stderr
+    assert f"] install files in {shared}: setup.sh, requirements.txt\n" in runner.stderr

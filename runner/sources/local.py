@@ -11,6 +11,7 @@ class LocalSource(CodeSource):
     """An existing path; nothing to fetch."""
 
     name = "local"
+    confined = False  # the user's own folder: its links are the user's choice
 
     @classmethod
     def detect(cls, spec: str, config: Config) -> bool:
