@@ -183,6 +183,20 @@ def test_a_100_kb_line_through_setup_sh_is_redacted_quickly(tmp_path: Path) -> N
     assert took < 5, f"{took:.1f} s for a 100 KB line (quadratic redaction takes ~15 s)"
 
 
+@pytest.mark.parametrize("at", [65530, 65536 - 16384 - 5, 131072 - 7])
+def test_a_secret_across_the_cut_of_a_long_tool_line_is_still_hidden(
+    tmp_path: Path, at: int
+) -> None:
+    code = write_service(tmp_path / "svc")
+    token = TEST_SECRETS[2]
+    (code / "setup.sh").write_text(
+        "python3 -c \"import sys; sys.stdout.write("
+        f"'b' * {at} + '{token}' + 'c' * 200000 + chr(10))\"\n")
+    runner = run_runner([code, "--requirements-only"], env={"LAB_API_TOKEN": token})
+    assert runner.proc.returncode == 0, runner.stderr  # `finish` checked the token is hidden
+    assert "b" * at + "***" + "c" * 200000 in runner.stderr
+
+
 def _write_then_exit(folder: Path, data_expr: str, status: int, stream: str = "stdout") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "__main__.py").write_text(
