@@ -30,8 +30,9 @@ def resolve(spec: str, config: Config, scratch: Scratch) -> Code:
             files = _install_files(code)
             if source.confined:
                 code.refuse_links_out(files, log.redact(spec))
-            found = ", ".join(f.name for f in files) or "none"
-            log.info(f"install files in {code.root}: {found}")
+            if not config.code_only:  # --code-only installs nothing: nothing to say
+                found = ", ".join(f.name for f in files) or "none"
+                log.info(f"install files in {code.root}: {found}")
             return code
     raise ResolveError(_not_found_message(spec))
 
