@@ -186,13 +186,20 @@ def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
 def check(config: Config, environ: dict[str, str] | os._Environ) -> None:
     """Refuse, before any work, a setting the run would trip over halfway."""
     python = config.runner_python
-    if python is not None and not (python.is_file() and os.access(python, os.X_OK)):
+    if python is not None and not (_is_file(python) and os.access(python, os.X_OK)):
         what = ("is a folder" if python.is_dir() else "is not executable" if python.exists()
-                else "does not exist")
+                else "does not exist") if len(str(python)) < 4096 else "is too long a name"
         raise UsageError(f"RUNNER_PYTHON {python} {what}: point it at the service's Python "
                          "(e.g. /opt/venv/bin/python), or unset it to use the runner's own")
     if not config.code_only:  # a prepared image's start may have a read-only home
         _check_writable(cache_root(config), _cache_setting(config, environ))
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name over the system's limit
+        return False
 
 
 def _cache_setting(config: Config, environ: dict[str, str] | os._Environ) -> str:

@@ -25,7 +25,7 @@ def main(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> int:
         return _exec(argv)
     if environ.get("EXECUTE_CODE") or argv:
         home = workspace_home(environ)
-        if home.is_dir():
+        if os.path.isdir(home):  # False, not an error, for a name over the limit
             os.chdir(home)
         return cli.main(argv)
     try:

@@ -32,7 +32,7 @@ def command(home: Path, port: int) -> list[str]:
 def start(environ: dict[str, str] | os._Environ) -> NoReturn:
     """Exec JupyterLab in `WORKSPACE_HOME`; raises `UsageError` when it cannot."""
     home = workspace_home(environ)
-    if not home.is_dir():
+    if not os.path.isdir(home):  # False, not an error, for a name over the limit
         raise UsageError(f"WORKSPACE_HOME {home} is not a folder: create it or point "
                          "WORKSPACE_HOME at an existing folder")
     port = _port(environ.get("WORKSPACE_PORT"))

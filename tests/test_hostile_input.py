@@ -65,21 +65,31 @@ def test_durations_must_be_finite_and_not_negative(
     )
 
 
-@pytest.mark.parametrize("kind", ["missing", "folder", "not executable"])
+@pytest.mark.parametrize("kind", ["missing", "folder", "not executable", "too long"])
 def test_a_bad_runner_python_is_a_usage_error(service: Path, tmp_path: Path, kind: str) -> None:
     python = tmp_path / "python"
-    if kind == "folder":
+    if kind == "too long":
+        python = tmp_path / ("p" * 5000)
+    elif kind == "folder":
         python.mkdir()
     elif kind == "not executable":
         python.write_text("#!/bin/sh\n")
     runner = run_runner([service], env={"RUNNER_PYTHON": str(python)})
     assert runner.proc.returncode == 2
     what = {"missing": "does not exist", "folder": "is a folder",
-            "not executable": "is not executable"}[kind]
+            "not executable": "is not executable", "too long": "is too long a name"}[kind]
     assert runner.error_line() == (
         f"error: RUNNER_PYTHON {python} {what}: point it at the service's Python "
         "(e.g. /opt/venv/bin/python), or unset it to use the runner's own"
     )
+
+
+def test_a_workspace_home_over_the_name_limit_is_just_not_a_folder(tmp_path: Path) -> None:
+    entrypoint = ROOT / "resources" / "docker-entrypoint.py"
+    env = {"EXECUTE_CODE": str(tmp_path / "nope"), "WORKSPACE_HOME": "w" * 5000}
+    runner = run_runner([], argv0=[sys.executable, str(entrypoint)], env=env)
+    assert runner.proc.returncode == 3
+    assert runner.error_line().startswith(f"error: {tmp_path / 'nope'} does not exist locally")
 
 
 def _service_with_setup(folder: Path) -> Path:
