@@ -183,23 +183,19 @@ def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
     )
 
 
-def check(config: Config, environ: dict[str, str] | os._Environ) -> None:
-    """Refuse, before any work, a setting the run would trip over halfway."""
+def check_settings(config: Config, environ: dict[str, str] | os._Environ) -> None:
+    """Refuse, before any work, a setting the run would trip over halfway.
+
+    `os.path`'s tests, unlike `Path`'s, answer False for a name over the limit.
+    """
     python = config.runner_python
-    if python is not None and not (_is_file(python) and os.access(python, os.X_OK)):
-        what = ("is a folder" if python.is_dir() else "is not executable" if python.exists()
-                else "does not exist") if len(str(python)) < 4096 else "is too long a name"
+    if python is not None and not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        what = ("is a folder" if os.path.isdir(python) else
+                "is not executable" if os.path.exists(python) else "does not exist")
         raise UsageError(f"RUNNER_PYTHON {python} {what}: point it at the service's Python "
                          "(e.g. /opt/venv/bin/python), or unset it to use the runner's own")
     if not config.code_only:  # a prepared image's start may have a read-only home
         _check_writable(cache_root(config), _cache_setting(config, environ))
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:  # a name over the system's limit
-        return False
 
 
 def _cache_setting(config: Config, environ: dict[str, str] | os._Environ) -> str:
@@ -235,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         config = parse(sys.argv[1:] if argv is None else argv, os.environ)
-        check(config, os.environ)
+        check_settings(config, os.environ)
         for secret in (config.lab_token, os.environ.get("GIT_TOKEN")):
             log.add_secret(secret)  # from the start: an install step may print them too
         return pipeline.run(config)

@@ -77,7 +77,7 @@ def test_a_bad_runner_python_is_a_usage_error(service: Path, tmp_path: Path, kin
     runner = run_runner([service], env={"RUNNER_PYTHON": str(python)})
     assert runner.proc.returncode == 2
     what = {"missing": "does not exist", "folder": "is a folder",
-            "not executable": "is not executable", "too long": "is too long a name"}[kind]
+            "not executable": "is not executable", "too long": "does not exist"}[kind]
     assert runner.error_line() == (
         f"error: RUNNER_PYTHON {python} {what}: point it at the service's Python "
         "(e.g. /opt/venv/bin/python), or unset it to use the runner's own"
