@@ -104,6 +104,7 @@ def _with_retries(
     import requests
 
     log.add_secret(req.token)
+    log.add_secret(_password(req.url))  # a server may echo it (a 401 body)
     last = ""
     for attempt in range(1, TRIES + 1):
         try:
@@ -134,6 +135,17 @@ def _with_retries(
         f"{req.what}: {last} ({TRIES} tries): check the network and that the server is up, "
         "then run again"
     )
+
+
+def _password(url: str) -> str | None:
+    """The password in a URL's userinfo, as requests sends it (decoded)."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # e.g. a bad port: requests will say so
+        return None
+    return unquote(password) if password else None
 
 
 def _session(req: Request) -> "requests.Session":

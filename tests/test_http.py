@@ -101,6 +101,13 @@ class FileServer:
 
             return Response(trickle(), headers={"Content-Length": str(len(data))})
 
+        @app.get("/echo/<path:name>")
+        def echo(name: str) -> Response:
+            """A careless server: its 401 says the password it was sent."""
+            auth = request.authorization
+            said = auth.password if auth else "nothing"
+            return Response(f"wrong password {said}", 401, mimetype="text/plain")
+
         @app.get("/endless.tgz")
         def endless() -> Response:
             """A body that never ends, with no Content-Length (chunked)."""
@@ -339,3 +346,10 @@ def _read_all(master: int) -> str:
         shown += chunk
     os.close(master)
     return shown.decode()
+
+
+def test_a_password_a_server_echoes_is_hidden(files: FileServer, tmp: Path) -> None:
+    url = files.url.replace("http://", f"http://me:{PASSWORD}@") + "/echo/svc.py"
+    runner = run_runner([url], env={"TMPDIR": str(tmp)}, timeout=60)  # `finish`: none shown
+    assert runner.proc.returncode == 3
+    assert "refused the download (HTTP 401: wrong password ***)" in runner.error_line()
