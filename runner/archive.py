@@ -15,13 +15,16 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from runner import log
-from runner.cache import Cache
 from runner.config import Config
 from runner.errors import ResolveError
-from runner.scratch import Scratch
 
 SCRIPT, ZIP, TAR = "script", "zip", "tar"
+#: Bytes a tar extension header (pax, GNU long name or link) may hold. Real
+#: ones hold a name and a few attributes; tarfile reads one whole into memory,
+#: so a 256 MB one in a small .tgz must be refused before it is read.
+MAX_TAR_HEADER = 1024 * 1024
+_TAR_HEADER_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                     tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
 KNOWN = ".py script, or .zip, .tar, .tar.gz or .tgz archive"
 #: Folders some archivers add beside the real content; not code.
 _JUNK = frozenset({"__MACOSX"})
@@ -38,7 +41,7 @@ def kind_of(name: str, file: Path, what: str) -> str:
         return TAR
     if zipfile.is_zipfile(file):
         return ZIP
-    if tarfile.is_tarfile(file):
+    if _is_tar(file):
         return TAR
     named = "" if name and name in what else f" ({name or 'no file name'})"
     raise ResolveError(
@@ -60,10 +63,13 @@ def unpack(file: Path, name: str, target: Path, config: Config, what: str) -> Pa
                 _unpack_tar(file, target, config, what)
         except (zipfile.BadZipFile, tarfile.ReadError, tarfile.CompressionError,
                 EOFError, zlib.error) as exc:
+            said = " ".join(str(exc).split()) or type(exc).__name__  # tarfile's has newlines
             raise ResolveError(
-                f"{what} is not a valid {kind} archive ({exc or type(exc).__name__}): "
+                f"{what} is not a valid {kind} archive ({said}): "
                 "upload it again, or check that it is a complete " + KNOWN
             ) from None
+        except _HeaderTooLarge as exc:
+            raise _unsafe(what, str(exc)) from None
         except tarfile.FilterError as exc:  # found while extracting: links through links
             raise _unsafe(what, str(exc), "unpacking stopped") from None
         except OSError as exc:
@@ -203,8 +209,42 @@ def _extract_zip_member(
         dest.chmod(0o755)
 
 
+class _HeaderTooLarge(Exception):
+    """A tar extension header over `MAX_TAR_HEADER`; the text says which."""
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A tar header that refuses to read an extension header over `MAX_TAR_HEADER`.
+
+    `_proc_member` is where tarfile reads the extended data of a header (its
+    `size` is then known, its data not yet read); it is the one hook tarfile
+    has between the two.
+    """
+
+    def _proc_member(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _TAR_HEADER_TYPES and self.size > MAX_TAR_HEADER:
+            raise _HeaderTooLarge(f"a tar extension header of {self.size} bytes "
+                                  f"(over {MAX_TAR_HEADER})")
+        return super()._proc_member(tarfile)
+
+
+def _open_tar(file: Path) -> tarfile.TarFile:
+    return tarfile.open(file, "r:*", tarinfo=_BoundedTarInfo)
+
+
+def _is_tar(file: Path) -> bool:
+    """`tarfile.is_tarfile`, with the header bound (a tar, if one too large)."""
+    try:
+        with _open_tar(file):
+            return True
+    except tarfile.TarError:
+        return False
+    except _HeaderTooLarge:
+        return True
+
+
 def _unpack_tar(file: Path, target: Path, config: Config, what: str) -> None:
-    with tarfile.open(file, "r:*") as tf:
+    with _open_tar(file) as tf:
         members = _checked_tar(tf, config, what)
         tf.extractall(target, members=members, filter="data")
 
@@ -223,35 +263,3 @@ def _checked_tar(tf: tarfile.TarFile, config: Config, what: str) -> list[tarfile
             raise _unsafe(what, f"member {member.name!r} is a device or special file")
         checked.append(member)
     return checked
-
-
-def place(
-    file: Path, name: str, what: str, config: Config, scratch: Scratch,
-    cache_key: tuple[str, ...] | None,
-) -> Path:
-    """Unpack a download into the cache entry for `cache_key`, else into a scratch folder.
-
-    The downloaded file is removed as soon as it is unpacked: large archives
-    should not take their disk space twice for the whole run.
-    """
-    cache = Cache(config.cache_dir)
-    try:
-        if cache.enabled and cache_key:
-            entry = cache.fill("code", cache_key,
-                               lambda staging: unpack(file, name, staging, config, what))
-            return code_path(entry, name, what)
-        return unpack(file, name, scratch.mkdtemp("code-"), config, what)
-    finally:
-        file.unlink(missing_ok=True)
-
-
-def cached(name: str, what: str, config: Config, cache_key: tuple[str, ...] | None) -> Path | None:
-    """The code path of an earlier run's unpacked download, if the cache has it."""
-    if not cache_key:
-        return None
-    entry = Cache(config.cache_dir).lookup("code", *cache_key)
-    if entry is None:
-        return None
-    log.info(f"using cached {what} from {entry}")
-    return code_path(entry, name, what)
-

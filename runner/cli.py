@@ -5,16 +5,19 @@ the contract's exit code with one `error:` line.
 """
 
 import argparse
+import math
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from runner import log, pipeline, signals
 from runner.config import DEFAULT_PORT, RESTART_POLICIES, Config, env_path
 from runner.errors import RunnerError, Stopped, UsageError
+
+T = TypeVar("T")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,8 +42,9 @@ def _seconds(value: str) -> float:
         seconds = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {value!r}") from None
-    if seconds < 0:
-        raise argparse.ArgumentTypeError(f"seconds cannot be negative, got {value}")
+    if not math.isfinite(seconds) or seconds < 0:  # inf: never kill; nan: every test false
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number of seconds, 0 or more, got {value!r}")
     return seconds
 
 
@@ -54,13 +58,15 @@ def _count(value: str) -> int:
     return count
 
 
-def _env_count(environ: dict[str, str] | os._Environ, name: str, default: int) -> int:
-    """A whole number from the environment; a bad value names its variable."""
+def _from_env(
+    environ: dict[str, str] | os._Environ, name: str, parse: Callable[[str], T], default: T
+) -> T:
+    """A value from the environment, parsed as its flag is; a bad one names its variable."""
     value = environ.get(name)
     if not value:
         return default
     try:
-        return _count(value)
+        return parse(value)
     except argparse.ArgumentTypeError as exc:
         raise argparse.ArgumentTypeError(f"{name}: {exc}") from None
 
@@ -108,21 +114,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="start the service, GET /health (or /), print the answer, stop; "
                    "exit 0 on 2xx/3xx, else 5")
-    p.add_argument("--stop-signal", type=_signal, default=signal.SIGTERM,
-                   help="signal the service gets when the runner is stopped (default: TERM)")
-    p.add_argument("--stop-timeout", type=_seconds, default=30.0,
-                   help="seconds to wait after the stop signal before SIGKILL (default: 30)")
-    p.add_argument("--restart", choices=RESTART_POLICIES, default="on-failure",
-                   help="when to restart the service (default: on-failure)")
-    p.add_argument("--max-restarts", type=_count, default=5,
-                   help="quick failures in a row before giving up with exit 5 (default: 5)")
+    p.add_argument("--stop-signal", type=_signal, default=Config.stop_signal,
+                   help="signal the service gets when the runner is stopped "
+                   f"(default: {Config.stop_signal.name.removeprefix('SIG')})")
+    p.add_argument("--stop-timeout", type=_seconds, default=Config.stop_timeout,
+                   help="seconds to wait after the stop signal before SIGKILL "
+                   f"(default: {Config.stop_timeout:g})")
+    p.add_argument("--restart", choices=RESTART_POLICIES, default=Config.restart,
+                   help=f"when to restart the service (default: {Config.restart})")
+    p.add_argument("--max-restarts", type=_count, default=Config.max_restarts,
+                   help="quick failures in a row before giving up with exit 5 "
+                   f"(default: {Config.max_restarts})")
     p.add_argument("--ready-timeout", type=_seconds,
                    help="exit 5 if the port is not open after this many seconds (default: wait)")
     p.add_argument("--cache-dir", type=Path,
                    help="keep checkouts, downloads and environments here ($RUNNER_CACHE_DIR)")
     p.add_argument("--network-timeout", type=_seconds,
                    help="seconds before a silent remote is given up ($RUNNER_NETWORK_TIMEOUT, "
-                   "default: 120)")
+                   f"default: {Config.network_timeout:g})")
     return p
 
 
@@ -140,7 +149,7 @@ def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
     cache_dir = args.cache_dir or env_path(environ, "RUNNER_CACHE_DIR")
     timeout = args.network_timeout
     if timeout is None:
-        timeout = _seconds(environ.get("RUNNER_NETWORK_TIMEOUT") or "120")
+        timeout = _from_env(environ, "RUNNER_NETWORK_TIMEOUT", _seconds, Config.network_timeout)
     return Config(
         code=args.code or environ.get("EXECUTE_CODE") or None,
         service_args=service_args,
@@ -160,17 +169,58 @@ def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
         cache_dir=cache_dir.absolute() if cache_dir else None,
         envs_dir=env_path(environ, "RUNNER_ENVS_DIR"),
         network_timeout=timeout,
-        max_unpacked_bytes=_env_count(environ, "RUNNER_MAX_UNPACKED_BYTES",
-                                      Config.max_unpacked_bytes),
-        max_archive_members=_env_count(environ, "RUNNER_MAX_ARCHIVE_MEMBERS",
-                                       Config.max_archive_members),
+        max_download_bytes=_from_env(environ, "RUNNER_MAX_DOWNLOAD_BYTES", _count,
+                                     Config.max_download_bytes),
+        max_unpacked_bytes=_from_env(environ, "RUNNER_MAX_UNPACKED_BYTES", _count,
+                                     Config.max_unpacked_bytes),
+        max_archive_members=_from_env(environ, "RUNNER_MAX_ARCHIVE_MEMBERS", _count,
+                                      Config.max_archive_members),
         lab_endpoint=environ.get("LAB_ENDPOINT") or None,
         lab_token=environ.get("LAB_API_TOKEN") or None,
         lab_project=environ.get("LAB_PROJECT") or None,
         runner_python=env_path(environ, "RUNNER_PYTHON"),
-        resources_path=env_path(environ, "RESOURCES_PATH") or Path("/resources"),
-        workspace_home=env_path(environ, "WORKSPACE_HOME") or Path("/workspace"),
     )
+
+
+def check_settings(config: Config, environ: dict[str, str] | os._Environ) -> None:
+    """Refuse, before any work, a setting the run would trip over halfway.
+
+    `os.path`'s tests, unlike `Path`'s, answer False for a name over the limit.
+    """
+    python = config.runner_python
+    if python is not None and not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        what = ("is a folder" if os.path.isdir(python) else
+                "is not executable" if os.path.exists(python) else "does not exist")
+        raise UsageError(f"RUNNER_PYTHON {python} {what}: point it at the service's Python "
+                         "(e.g. /opt/venv/bin/python), or unset it to use the runner's own")
+    if not config.code_only:  # a prepared image's start may have a read-only home
+        from runner.cache import cache_root  # not on a --code-only start's path
+
+        _check_writable(cache_root(config), _cache_setting(config, environ))
+
+
+def _cache_setting(config: Config, environ: dict[str, str] | os._Environ) -> str:
+    if config.cache_dir is not None:
+        return "--cache-dir (or RUNNER_CACHE_DIR)"
+    if environ.get("XDG_CACHE_HOME"):
+        return "XDG_CACHE_HOME"
+    return "HOME (or set RUNNER_CACHE_DIR)"
+
+
+def _check_writable(folder: Path, setting: str) -> None:
+    """The runner's cache folder exists (made now) and can be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        problem = "is a file, not a folder"
+    except OSError as exc:
+        problem = f"cannot be created ({exc.strerror or exc})"
+    else:
+        if os.access(folder, os.W_OK | os.X_OK):
+            return
+        problem = "is not writable"
+    raise UsageError(f"the runner's cache folder {folder} {problem}: point {setting} "
+                     "at a writable folder")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signals.install()
     try:
         config = parse(sys.argv[1:] if argv is None else argv, os.environ)
+        check_settings(config, os.environ)
         for secret in (config.lab_token, os.environ.get("GIT_TOKEN")):
             log.add_secret(secret)  # from the start: an install step may print them too
         return pipeline.run(config)

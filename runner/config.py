@@ -12,6 +12,9 @@ from pathlib import Path
 
 RESTART_POLICIES = ("on-failure", "always", "never")
 DEFAULT_PORT = 8091
+#: Where the image keeps the user's files (code given by a relative path, the
+#: workspace mode's root); `WORKSPACE_HOME` moves it.
+DEFAULT_WORKSPACE_HOME = Path("/workspace")
 
 
 @dataclass
@@ -36,14 +39,13 @@ class Config:
     cache_dir: Path | None = None
     envs_dir: Path | None = None
     network_timeout: float = 120.0
+    max_download_bytes: int = 2 * 1024**3
     max_unpacked_bytes: int = 2 * 1024**3
     max_archive_members: int = 100_000
     lab_endpoint: str | None = None
     lab_token: str | None = field(default=None, repr=False)
     lab_project: str | None = None
     runner_python: Path | None = None
-    resources_path: Path = Path("/resources")
-    workspace_home: Path = Path("/workspace")
 
     @property
     def service_python(self) -> Path:
@@ -59,3 +61,12 @@ def env_path(environ: dict[str, str] | os._Environ, name: str) -> Path | None:
     """A path from the environment; unset and empty both mean none."""
     value = environ.get(name)
     return Path(value) if value else None
+
+
+def workspace_home(environ: dict[str, str] | os._Environ) -> Path:
+    """The image's home of the user's files: `WORKSPACE_HOME`, else /workspace.
+
+    Read by the entrypoint before there is a `Config` (it changes into this
+    folder, then the command line is parsed), hence a function of its own.
+    """
+    return env_path(environ, "WORKSPACE_HOME") or DEFAULT_WORKSPACE_HOME

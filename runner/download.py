@@ -9,7 +9,6 @@ functions, so that the runner's start-up does not pay for it.
 
 import hashlib
 import json
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from runner import log
 from runner.config import Config
 from runner.errors import ResolveError
+from runner.progress import Progress, human
 
 if TYPE_CHECKING:
     import requests
@@ -28,10 +28,6 @@ TRIES = 3
 #: server or a flaky link, short enough that a dead one fails fast.
 BACKOFF = (1.0, 2.0)
 CHUNK = 256 * 1024
-#: Seconds between progress lines when stderr is not a terminal (logs).
-LOG_EVERY = 2.0
-#: Seconds between redraws of the progress line on a terminal.
-DRAW_EVERY = 0.2
 
 #: Turns a refused request (status, the server's own short message) into the
 #: text of the `error:` line; each source knows what the user should do.
@@ -108,6 +104,7 @@ def _with_retries(
     import requests
 
     log.add_secret(req.token)
+    log.add_secret(_password(req.url))  # a server may echo it (a 401 body)
     last = ""
     for attempt in range(1, TRIES + 1):
         try:
@@ -138,6 +135,17 @@ def _with_retries(
         f"{req.what}: {last} ({TRIES} tries): check the network and that the server is up, "
         "then run again"
     )
+
+
+def _password(url: str) -> str | None:
+    """The password in a URL's userinfo, as requests sends it (decoded)."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # e.g. a bad port: requests will say so
+        return None
+    return unquote(password) if password else None
 
 
 def _session(req: Request) -> "requests.Session":
@@ -218,88 +226,45 @@ def _save(resp: "requests.Response", dest: Path, what: str, config: Config) -> D
 
     declared = resp.headers.get("Content-Length")
     total = int(declared) if declared and declared.isdigit() else None
+    limit = config.max_download_bytes
+    if total is not None and total > limit:
+        raise _too_large(what, limit, f"the server says it is {human(total)}")
     digest = hashlib.md5(usedforsecurity=False)
     size = 0
     progress = Progress(what, total)
     try:
         with dest.open("wb") as out:
             for chunk in resp.iter_content(CHUNK):
+                size += len(chunk)
+                if size > limit:  # no Content-Length, or one that lies
+                    raise _too_large(what, limit, "the server sent more")
                 out.write(chunk)
                 digest.update(chunk)
-                size += len(chunk)
                 progress.update(size)
     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-        progress.abort()
         if "timed out" in str(exc):
             raise _Retry(_connection_reason(exc, config)) from None
         raise _Retry(_cut_short(size, total)) from None
     except OSError as exc:
-        progress.abort()
         raise ResolveError(f"{what}: cannot write the download to {dest.parent}: "
                            f"{exc.strerror or exc}: free some disk space") from None
+    except ResolveError:
+        dest.unlink(missing_ok=True)
+        raise
     if total is not None and size != total and "Content-Encoding" not in resp.headers:
-        progress.abort()
         raise _Retry(_cut_short(size, total))
     progress.done(size)
     return Downloaded(size, digest.hexdigest(), resp.headers)
+
+
+def _too_large(what: str, limit: int, why: str) -> ResolveError:
+    return ResolveError(
+        f"{what} is over the download limit of {limit} bytes ({why}); nothing was kept: "
+        "if that is expected, raise RUNNER_MAX_DOWNLOAD_BYTES"
+    )
 
 
 def _cut_short(size: int, total: int | None) -> str:
     if total is None:
         return f"the connection broke after {human(size)} of the download"
     return f"the download was cut short: the connection closed before all {human(total)} came"
-
-
-def human(n: float) -> str:
-    """Bytes as a short figure a user can read (`12.3 MB`)."""
-    if n < 1000:
-        return f"{n:.0f} B"
-    for unit in ("kB", "MB"):
-        n /= 1000
-        if n < 1000:
-            return f"{n:.1f} {unit}"
-    return f"{n / 1000:.1f} GB"
-
-
-class Progress:
-    """Progress of one download: a redrawn line on a terminal, a log line now and then otherwise."""
-
-    def __init__(self, what: str, total: int | None) -> None:
-        self.what = what
-        self.total = total
-        self.stream = sys.stderr
-        self.tty = self.stream.isatty()
-        self.start = self.last = time.monotonic()
-        self.drawn = False
-
-    def line(self, size: int) -> str:
-        elapsed = max(time.monotonic() - self.start, 1e-6)
-        rate = f"{human(size / elapsed)}/s"
-        if self.total:
-            return (f"downloading {self.what}: {size * 100 // self.total}% "
-                    f"({human(size)} of {human(self.total)}) at {rate}")
-        return f"downloading {self.what}: {human(size)} at {rate}"
-
-    def update(self, size: int) -> None:
-        now = time.monotonic()
-        if now - self.last < (DRAW_EVERY if self.tty else LOG_EVERY):
-            return
-        self.last = now
-        if self.tty:
-            self.stream.write("\r\033[K" + log.redact(f"[{log.PREFIX}] {self.line(size)}"))
-            self.stream.flush()
-            self.drawn = True
-        else:
-            log.info(self.line(size))
-
-    def abort(self) -> None:
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.drawn = False
-
-    def done(self, size: int) -> None:
-        self.abort()
-        elapsed = time.monotonic() - self.start
-        log.info(f"downloaded {self.what}: {human(size)} in {elapsed:.1f} s "
-                 f"({human(size / max(elapsed, 1e-6))}/s)")

@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Sequence
 
 from runner import cli, log, workspace
+from runner.config import workspace_home
 from runner.errors import RunnerError, UsageError
 
 
@@ -23,8 +24,8 @@ def main(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> int:
     if argv and _is_program(argv[0]):
         return _exec(argv)
     if environ.get("EXECUTE_CODE") or argv:
-        home = environ.get("WORKSPACE_HOME") or "/workspace"
-        if os.path.isdir(home):
+        home = workspace_home(environ)
+        if os.path.isdir(home):  # False, not an error, for a name over the limit
             os.chdir(home)
         return cli.main(argv)
     try:

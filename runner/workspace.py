@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from runner import log
+from runner.config import workspace_home
 from runner.errors import UsageError
 
 DEFAULT_PORT = 8080
@@ -30,8 +31,8 @@ def command(home: Path, port: int) -> list[str]:
 
 def start(environ: dict[str, str] | os._Environ) -> NoReturn:
     """Exec JupyterLab in `WORKSPACE_HOME`; raises `UsageError` when it cannot."""
-    home = Path(environ.get("WORKSPACE_HOME") or "/workspace")
-    if not home.is_dir():
+    home = workspace_home(environ)
+    if not os.path.isdir(home):  # False, not an error, for a name over the limit
         raise UsageError(f"WORKSPACE_HOME {home} is not a folder: create it or point "
                          "WORKSPACE_HOME at an existing folder")
     port = _port(environ.get("WORKSPACE_PORT"))

@@ -230,3 +230,61 @@ def test_neither_script_nor_archive(tmp_path: Path) -> None:
         f"{WHAT} (notes.txt) is neither a Python script nor a known archive: "
         "upload the code as a .py script, or .zip, .tar, .tar.gz or .tgz archive"
     )
+
+
+def test_a_garbled_tar_is_refused_in_one_line(tmp_path: Path) -> None:
+    """tarfile's own message lists every method it tried on lines of their own."""
+    message = refused(tmp_path, "a.tgz", b"not a tar at all " * 40)
+    assert "\n" not in message
+    assert message.startswith(f"{WHAT} is not a valid tar archive (file could not be opened "
+                              "successfully: - method gz: ")
+
+
+def _pax_bomb(path: Path, header_size: int) -> None:
+    """A .tgz whose first header is a pax header of `header_size` bytes (zeros: tiny gzipped)."""
+    import gzip
+
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type = tarfile.XHDTYPE
+    pax.size = header_size
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        out.write(pax.tobuf(format=tarfile.USTAR_FORMAT))
+        block = b"\0" * (1024 * 1024)
+        for _ in range(header_size // len(block)):
+            out.write(block)
+        out.write(tar_bytes({"svc/__main__.py": service("x")}, mode="w"))
+
+
+@pytest.mark.parametrize("name", ["bomb.tgz", "no-extension"])
+def test_a_huge_tar_header_is_refused_before_it_is_read(tmp_path: Path, name: str) -> None:
+    """The 256 MB pax header of a ~260 KB .tgz, unpacked in a child to read its peak memory."""
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "bomb"
+    _pax_bomb(bomb, 256 * 1024 * 1024)
+    assert bomb.stat().st_size < 2 * 1024 * 1024
+    (tmp_path / "target").mkdir()
+    child = subprocess.run([sys.executable, "-c", f"""
+import resource, sys
+from pathlib import Path
+from runner import archive
+from runner.config import Config
+from runner.errors import ResolveError
+try:
+    archive.unpack(Path({str(bomb)!r}), {name!r}, Path({str(tmp_path / 'target')!r}),
+                   Config(), "the archive")
+except ResolveError as exc:
+    print(exc)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(archive.__file__).parent.parent)})
+    assert child.returncode == 0, child.stderr
+    message, peak_kb = child.stdout.splitlines()
+    assert message == (
+        f"{WHAT} is unsafe to unpack: a tar extension header of {256 * 1024 * 1024} bytes "
+        f"(over {archive.MAX_TAR_HEADER}); nothing was unpacked: rebuild the archive with "
+        "relative paths inside one folder"
+    )
+    assert int(peak_kb) < 100 * 1024, f"peak {peak_kb} kB"
+    assert list((tmp_path / "target").iterdir()) == []

@@ -22,7 +22,7 @@ from flask import Flask, Response, abort, request, send_from_directory
 from helpers import TEST_SECRETS, RunnerProcess, run_runner, serve_once, wait_for
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from runner import download, log
+from runner import download, log, progress
 from runner.config import Config
 
 PASSWORD = TEST_SECRETS[0]
@@ -100,6 +100,29 @@ class FileServer:
                     time.sleep(seconds / pieces)  # a slow link, on purpose
 
             return Response(trickle(), headers={"Content-Length": str(len(data))})
+
+        @app.get("/echo/<path:name>")
+        def echo(name: str) -> Response:
+            """A careless server: its 401 says the password it was sent."""
+            auth = request.authorization
+            said = auth.password if auth else "nothing"
+            return Response(f"wrong password {said}", 401, mimetype="text/plain")
+
+        @app.get("/endless.tgz")
+        def endless() -> Response:
+            """A body that never ends, with no Content-Length (chunked)."""
+
+            def forever() -> Iterator[bytes]:
+                block = b"\0" * 65536
+                while True:
+                    yield block
+
+            return Response(forever())
+
+        @app.get("/huge.tgz")
+        def huge() -> Response:
+            """Declares 5 GiB; sends a little (a client must refuse before reading)."""
+            return Response(iter([b"x" * 1000]), headers={"Content-Length": str(5 * 1024**3)})
 
         return app
 
@@ -240,15 +263,15 @@ def test_progress_lines_in_a_log(
     """Not a terminal: a plain line every LOG_EVERY seconds, with percent and rate."""
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
-    seconds = download.LOG_EVERY * 1.3
+    seconds = progress.LOG_EVERY * 1.3
     got = download.download(_request(files, f"/slow/big.bin?seconds={seconds}"),
                             tmp_path / "f", Config())
     assert got.size == 400_000
     lines = err.getvalue().splitlines()
-    progress = [line for line in lines if "downloading big.bin: " in line]
-    assert len(progress) == 1, lines
-    assert "% (" in progress[0] and "of 400.0 kB) at " in progress[0]
-    assert progress[0].endswith("/s")
+    shown = [line for line in lines if "downloading big.bin: " in line]
+    assert len(shown) == 1, lines
+    assert "% (" in shown[0] and "of 400.0 kB) at " in shown[0]
+    assert shown[0].endswith("/s")
     assert "\r" not in err.getvalue()
     assert "downloaded big.bin: 400.0 kB in" in lines[-1]
 
@@ -261,6 +284,57 @@ def test_progress_redrawn_on_a_terminal(
         monkeypatch.setattr(sys, "stderr", term)
         download.download(_request(files, "/slow/big.bin?seconds=0.8"), tmp_path / "f",
                           Config())
+    text = _read_all(master)
+    assert text.count(f"\r\033[K[{log.PREFIX}] downloading big.bin: ") >= 2, text
+    assert "% (" in text and "/s" in text
+
+
+def test_an_endless_body_is_cut_at_the_download_limit(files: FileServer, tmp: Path) -> None:
+    url = f"{files.url}/endless.tgz"
+    started = time.monotonic()
+    runner = run_runner([url], env={"TMPDIR": str(tmp), "RUNNER_MAX_DOWNLOAD_BYTES": "1048576"},
+                        timeout=60)
+    took = time.monotonic() - started
+    assert runner.proc.returncode == 3
+    assert runner.error_line() == (
+        f"error: {url} is over the download limit of 1048576 bytes (the server sent more); "
+        "nothing was kept: if that is expected, raise RUNNER_MAX_DOWNLOAD_BYTES"
+    )
+    assert list(tmp.iterdir()) == []
+    assert took < 20, f"{took:.1f} s"
+
+
+def test_a_declared_size_over_the_default_limit_is_refused_before_reading(
+    files: FileServer, tmp: Path
+) -> None:
+    url = f"{files.url}/huge.tgz"
+    runner = run_runner([url], env={"TMPDIR": str(tmp)}, timeout=60)
+    assert runner.proc.returncode == 3
+    assert runner.error_line() == (
+        f"error: {url} is over the download limit of {2 * 1024**3} bytes (the server says it "
+        "is 5.4 GB); nothing was kept: if that is expected, raise RUNNER_MAX_DOWNLOAD_BYTES"
+    )
+    assert list(tmp.iterdir()) == []
+
+
+def test_no_color_on_a_terminal_gets_plain_progress_lines(
+    files: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NO_COLOR (no-color.org) turns the redrawn line into plain log lines."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    master, slave = pty.openpty()
+    seconds = progress.LOG_EVERY * 1.3
+    with os.fdopen(slave, "w") as term:
+        monkeypatch.setattr(sys, "stderr", term)
+        download.download(_request(files, f"/slow/big.bin?seconds={seconds}"),
+                          tmp_path / "f", Config())
+    text = _read_all(master)
+    assert "\r\033[K" not in text and "\033[" not in text, text  # the pty adds \r to \n
+    assert text.count("downloading big.bin: ") == 1, text
+
+
+def _read_all(master: int) -> str:
+    """What was written to a pty whose other end is closed."""
     shown = b""
     while True:
         try:
@@ -271,6 +345,11 @@ def test_progress_redrawn_on_a_terminal(
             break
         shown += chunk
     os.close(master)
-    text = shown.decode()
-    assert text.count(f"\r\033[K[{log.PREFIX}] downloading big.bin: ") >= 2, text
-    assert "% (" in text and "/s" in text
+    return shown.decode()
+
+
+def test_a_password_a_server_echoes_is_hidden(files: FileServer, tmp: Path) -> None:
+    url = files.url.replace("http://", f"http://me:{PASSWORD}@") + "/echo/svc.py"
+    runner = run_runner([url], env={"TMPDIR": str(tmp)}, timeout=60)  # `finish`: none shown
+    assert runner.proc.returncode == 3
+    assert "refused the download (HTTP 401: wrong password ***)" in runner.error_line()

@@ -10,6 +10,7 @@ time). http comes before VCS because no spec is both (a VCS URL starts with
 
 import pkgutil
 from collections.abc import Iterator
+from pathlib import Path
 
 from runner import log
 from runner.config import Config
@@ -39,8 +40,25 @@ def resolve(spec: str, config: Config, scratch: Scratch) -> Code:
             path = source.fetch(scratch)
             code = Code.from_path(path, origin=log.redact(spec))
             log.info(f"code from {source.name}: {log.redact(spec)} -> {code.main}")
+            files = _install_files(code)
+            if source.confined:
+                code.refuse_links_out(files, log.redact(spec))
+            if not config.code_only:  # --code-only installs nothing: nothing to say
+                found = ", ".join(f.name for f in files) or "none"
+                log.info(f"install files in {code.root}: {found}")
             return code
     raise ResolveError(_not_found_message(spec))
+
+
+def _install_files(code: Code) -> list[Path]:
+    """The files in the code root that ask for an install step, in the steps' order.
+
+    Logged because a single script brings in its whole folder's install files
+    (a script in /tmp runs /tmp/setup.sh).
+    """
+    from runner.install import STEPS  # runner.install imports this package
+
+    return [file for step in STEPS if (file := step.trigger(code)) is not None]
 
 
 def _not_found_message(spec: str) -> str:

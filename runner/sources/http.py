@@ -30,13 +30,13 @@ class HttpSource(CodeSource):
         self.what = log.redact(spec)
 
     def fetch(self, scratch: Scratch) -> Path:
-        from runner import archive, download
+        from runner import code_cache, download
 
         req = download.Request(url=self.spec, what=self.what, refusal=self._refusal)
         if self.config.cache_dir:
             headers = download.head(req, self.config)
             if headers:
-                found = archive.cached(self._file_name(headers), self.what, self.config,
+                found = code_cache.cached(self._file_name(headers), self.what, self.config,
                                        self._cache_key(headers))
                 if found:
                     return found
@@ -45,7 +45,7 @@ class HttpSource(CodeSource):
         cache_key = self._cache_key(got.headers) if self.config.cache_dir else None
         if self.config.cache_dir and not cache_key:
             log.info(f"not caching {self.what}: the server sends no ETag or Last-Modified")
-        return archive.place(dest, self._file_name(got.headers), self.what, self.config,
+        return code_cache.place(dest, self._file_name(got.headers), self.what, self.config,
                              scratch, cache_key)
 
     def _file_name(self, headers: "Mapping[str, str]") -> str:

@@ -47,7 +47,7 @@ class LabSource(CodeSource):
         self.what = f"ML Lab file {spec!r} of project {self.project!r}"
 
     def fetch(self, scratch: Scratch) -> Path:
-        from runner import archive, download
+        from runner import code_cache, download
 
         if not self.project:
             raise ResolveError(
@@ -59,13 +59,13 @@ class LabSource(CodeSource):
         name = _VERSION_SUFFIX.sub("", str(info.get("name") or key.rsplit("/", 1)[-1]))
         expected = str(info.get("hash") or "").strip('"').lower()
         cache_key = self._cache_key(key, info.get("version"), expected)
-        found = archive.cached(name, self.what, self.config, cache_key)
+        found = code_cache.cached(name, self.what, self.config, cache_key)
         if found:
             return found
         dest = scratch.mkdtemp("download-") / "file"
         got = download.download(self._request("download", key), dest, self.config)
         self._verify(got, expected, info.get("size"))
-        return archive.place(dest, name, self.what, self.config, scratch, cache_key)
+        return code_cache.place(dest, name, self.what, self.config, scratch, cache_key)
 
     def _request(self, route: str, key: str) -> "download.Request":
         from runner import download

@@ -72,6 +72,7 @@ class Run:
     pidfd: int
     started: float = field(default_factory=time.monotonic)
     ready_after: float | None = None
+    probed_at: float = 0.0  # output wakes the loop far more often than probes are due
     stop_requested: bool = False
     fds: dict[int, Callable[[bytes], None]] = field(default_factory=dict)  # pipe -> sink
 
@@ -281,6 +282,9 @@ class Supervisor:
         return _earliest(*timers, self.timer())
 
     def _probe(self, run: Run) -> None:
+        if run.ran_for - run.probed_at < _probe_interval(run.ran_for):
+            return
+        run.probed_at = run.ran_for
         if group_listens(run.child.main_pid, self.config.port):
             run.ready_after = run.ran_for
             log.info(f"service ready on :{self.config.port} after {run.ready_after:.2f} s")
