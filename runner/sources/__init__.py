@@ -58,7 +58,7 @@ def _install_files(code: Code) -> list[Path]:
     """
     from runner.install import STEPS  # runner.install imports this package
 
-    return [file for step in STEPS if (file := step.trigger(code)) is not None]
+    return [file for step in STEPS if (file := step.find(code.root)) is not None]
 
 
 def _not_found_message(spec: str) -> str:
