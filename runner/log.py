@@ -26,8 +26,12 @@ PREFIX = "runner"
 #: from every position: the reason the pattern is linear.
 _URL_USERINFO = re.compile(
     r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://)"
-    r"(?:[^/@\s:]{1,256}:[^@\s]{1,1024}|[^/@\s]{1,1024})@"
+    r"(?:(?P<user>[^/@\s:]{1,256}):[^@\s]{1,1024}|(?P<alone>[^/@\s]{1,1024}))@"
 )
+#: Prefixes of well-known tokens (GitHub, GitLab) written as a URL's user name.
+TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-")
+#: A user name this long, with letters and digits, is taken for a token.
+TOKEN_LENGTH = 20
 #: Tool output is passed on a line at a time; a line longer than this is
 #: passed on in pieces, keeping the last `_OVERLAP` characters back so that a
 #: secret (or URL) across the cut is still found whole.
@@ -42,9 +46,26 @@ def add_secret(value: str | None) -> None:
         _secrets.add(value)
 
 
+def looks_like_token(user: str) -> bool:
+    """Whether a user name written alone before `@` is really a token (`https://TOKEN@host`)."""
+    if user.lower().startswith(TOKEN_PREFIXES):
+        return True
+    return (len(user) >= TOKEN_LENGTH and any(c.isdigit() for c in user)
+            and any(c.isalpha() for c in user))
+
+
+def _hide_userinfo(match: re.Match[str]) -> str:
+    """`user:***@` for a password, `***@` for a token alone; a plain user name stays."""
+    if match["user"] is not None:
+        return f"{match['scheme']}{match['user']}:***@"
+    if looks_like_token(match["alone"]):
+        return f"{match['scheme']}***@"
+    return match[0]
+
+
 def redact(text: str) -> str:
     """Hide URL credentials and every registered secret."""
-    text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}***@", text)
+    text = _URL_USERINFO.sub(_hide_userinfo, text)
     for secret in sorted(_secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text

@@ -201,7 +201,7 @@ def test_unreachable_channel_fails_in_seconds_naming_it(
     assert time.monotonic() - started < 15
     line = runner.error_line()
     assert line.startswith("error: environment.yml: cannot read channel "
-                           f"http://***@127.0.0.1:{port}/chan: "), line
+                           f"http://bob:***@127.0.0.1:{port}/chan: "), line
     assert "Connection refused" in line and "check the channel's name or URL" in line
     assert not (Path(cache["RUNNER_CACHE_DIR"]) / "envs").exists() or not env_prefixes(cache)
     assert not list(Path(cache["TMPDIR"]).iterdir()), "the job file (with the URL) was left"

@@ -189,7 +189,7 @@ def test_a_100_kb_line_through_setup_sh_is_redacted_quickly(tmp_path: Path) -> N
     took = time.monotonic() - started
     assert runner.proc.returncode == 0, runner.stderr
     assert letters in runner.stderr
-    assert "see http://***@host/x" in runner.stderr
+    assert "see http://user:***@host/x" in runner.stderr
     assert took < 5, f"{took:.1f} s for a 100 KB line (quadratic redaction takes ~15 s)"
 
 

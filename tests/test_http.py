@@ -170,13 +170,13 @@ def test_credentials_in_url_work_and_never_show(files: FileServer, tmp: Path) ->
     url = files.url.replace("http://", f"http://me:{PASSWORD}@") + "/private/svc.py"
     reply, runner = serve_once([url], env={"TMPDIR": str(tmp)}, timeout=30)
     assert reply == "script over http"
-    assert "http://***@127.0.0.1" in runner.stderr  # and finish() found no secret
+    assert "http://me:***@127.0.0.1" in runner.stderr  # and finish() found no secret
 
 
 @pytest.mark.parametrize(("path", "password", "parts"), [
     ("/files/missing.zip", None, ["/files/missing.zip was not found (HTTP 404", "check the URL"]),
     ("/private/svc.py", TEST_SECRETS[1],
-     ["http://***@127.0.0.1", "/private/svc.py refused the download (HTTP 401: login required)",
+     ["http://me:***@127.0.0.1", "/private/svc.py refused the download (HTTP 401: login required)",
       "check the user and password in the URL"]),
     ("/files/readme.txt", None,
      ["/files/readme.txt is neither a Python script nor a known archive"]),

@@ -416,7 +416,7 @@ def test_private_repo_with_url_credentials_leaves_no_secret(
     runner = run_runner([spec, "--requirements-only", "--cache-dir", cache], env=env)
     assert runner.proc.returncode == 0, runner.stderr
     assert any(ok for _, ok in server.requests)
-    assert f"git+http://***@{host_path}@v1" in runner.stderr
+    assert f"git+http://alice:***@{host_path}@v1" in runner.stderr
     for path in cache.rglob("*"):
         if path.is_file() and not path.is_symlink():
             assert TEST_SECRETS[1].encode() not in path.read_bytes(), f"secret in {path}"

@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from runner.credentials import register_credentials
 from runner.install.base import InstallContext, InstallStep, check_pip, run_tool_in, unreadable
-from runner.sources.vcs.url import register_credentials
 
 #: pip's include options, in all the spellings pip takes: `-r f`, `-rf`, `--requirement=f`.
 INCLUDE = re.compile(

@@ -6,9 +6,9 @@ from urllib.parse import unquote, urlsplit
 
 from runner import log
 from runner.config import Config
+from runner.credentials import check_userinfo, register_credentials
 from runner.scratch import Scratch
 from runner.sources.base import CodeSource
-from runner.sources.vcs.url import check_userinfo, register_credentials
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -20,7 +20,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from runner import log
+from runner import credentials, log
 from runner.errors import ResolveError
 
 #: The transports pip allows for each VCS.
@@ -41,10 +41,6 @@ _SUBDIRECTORY = re.compile(r"[#&]subdirectory=([^&]*)")
 _EGG = re.compile(r"[#&]egg=([^&]*)")
 #: PEP 508 project names, as pip checks `#egg=` (extras written after it are not part of it).
 _PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
-#: How the common hosts' tokens start: written alone before `@`, such a user is a secret.
-TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-")
-#: A user name this long, with letters and digits, is taken for a token.
-TOKEN_LENGTH = 20
 
 
 @dataclass(frozen=True)
@@ -93,7 +89,7 @@ def parse(spec: str) -> VcsUrl:
         allowed = ", ".join(f"{vcs}+{s}://" for s in SCHEMES[vcs])
         raise ResolveError(f"unsupported scheme {vcs}+{scheme or '(none)'}:// in "
                            f"{log.redact(spec)}: use one of {allowed}")
-    check_userinfo(rest, spec, " (or pass a git token in GIT_TOKEN instead of the URL)")
+    credentials.check_userinfo(rest, spec, " (or pass a git token in GIT_TOKEN instead of the URL)")
     netloc, username, password = _split_userinfo(parts.netloc, scheme)
     path, rev = _split_rev(parts.path, spec)
     url = urllib.parse.urlunsplit((scheme, netloc, path, parts.query, ""))
@@ -108,68 +104,6 @@ def _parse_scp(match: re.Match[str], subdirectory: str | None, spec: str) -> Vcs
         _refuse_ssh_password(match["password"], "ssh")
     path, rev = _split_rev(match["path"], spec)
     return VcsUrl("git", "ssh", f"{match['user']}@{match['host']}:{path}", rev, subdirectory)
-
-
-def check_userinfo(url: str, spec: str, instead: str = "") -> None:
-    """Refuse `scheme://user:pa/ss@host/...`: a password with an unencoded `/`.
-
-    URL parsers (pip's too) end the host at the first `/`, so such a URL would
-    put `user:pa` in the host and the rest of the password in the path, where
-    it reaches a client's argument list and every message. The password is
-    registered as a secret before the error names the URL; `instead` is
-    another way to give it, for the error.
-    """
-    password = _slashed_password(url)
-    if password is None:
-        return
-    log.add_secret(password)
-    log.add_secret(urllib.parse.unquote(password))
-    raise ResolveError(f"the password in {log.redact(spec)} has an unencoded /: write each / "
-                       f"in it as %2F{instead}")
-
-
-def _slashed_password(url: str) -> str | None:
-    """The password of `user:pa/ss@host`: a "port" that is no number, an `@` later on."""
-    parts = urllib.parse.urlsplit(url)
-    if "@" in parts.netloc or ":" not in parts.netloc or "@" not in parts.path:
-        return None
-    port = parts.netloc.rsplit(":", 1)[1]
-    if not port or port.isdigit():
-        return None
-    return port + parts.path.split("@", 1)[0]
-
-
-def register_credentials(url: str) -> None:
-    """Register the password (or a lone token) of a URL as a secret; change nothing.
-
-    For URLs the runner does not parse itself (an http download, a line of a
-    requirements file that pip fetches), so that what their tools print is
-    redacted too. A password with an unencoded `/` is registered whole.
-    """
-    parts = urllib.parse.urlsplit(url)
-    if "@" in parts.netloc:
-        userinfo = parts.netloc.rsplit("@", 1)[0]
-        user, colon, password = userinfo.partition(":")
-        _register(urllib.parse.unquote(user), urllib.parse.unquote(password) if colon else None)
-    else:
-        log.add_secret(_slashed_password(url))
-
-
-def _register(user: str, password: str | None) -> None:
-    """A password is a secret; a user name alone only when it looks like a token."""
-    if password is not None:
-        log.add_secret(password)
-        log.add_secret(urllib.parse.quote(password, safe=""))
-    elif looks_like_token(user):
-        log.add_secret(user)
-
-
-def looks_like_token(user: str) -> bool:
-    """Whether a user name written alone before `@` is really a token (`https://TOKEN@host`)."""
-    if user.lower().startswith(TOKEN_PREFIXES):
-        return True
-    return (len(user) >= TOKEN_LENGTH and any(c.isdigit() for c in user)
-            and any(c.isalpha() for c in user))
 
 
 def _refuse_ssh_password(password: str, scheme: str) -> None:
@@ -205,7 +139,7 @@ def _split_userinfo(netloc: str, scheme: str) -> tuple[str, str | None, str | No
         if colon:
             _refuse_ssh_password(password, scheme)
         return netloc, None, None
-    _register(user, password if colon else None)
+    credentials.register(user, password if colon else None)
     return host, user or None, password if colon else None
 
 

@@ -1,0 +1,65 @@
+"""URL credentials: registered as secrets before any tool or message can show them.
+
+Shared by every source that takes a URL (VCS, http) and by the install steps
+that pass URLs on to pip, so it imports nothing of them: a `--code-only`
+start that loads the requirements step must not import the VCS backends.
+"""
+
+import urllib.parse
+
+from runner import log
+from runner.errors import ResolveError
+
+
+def check_userinfo(url: str, spec: str, instead: str = "") -> None:
+    """Refuse `scheme://user:pa/ss@host/...`: a password with an unencoded `/`.
+
+    URL parsers (pip's too) end the host at the first `/`, so such a URL would
+    put `user:pa` in the host and the rest of the password in the path, where
+    it reaches a client's argument list and every message. The password is
+    registered as a secret before the error names the URL; `instead` is
+    another way to give it, for the error.
+    """
+    password = _slashed_password(url)
+    if password is None:
+        return
+    log.add_secret(password)
+    log.add_secret(urllib.parse.unquote(password))
+    raise ResolveError(f"the password in {log.redact(spec)} has an unencoded /: write each / "
+                       f"in it as %2F{instead}")
+
+
+def _slashed_password(url: str) -> str | None:
+    """The password of `user:pa/ss@host`: a "port" that is no number, an `@` later on."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" in parts.netloc or ":" not in parts.netloc or "@" not in parts.path:
+        return None
+    port = parts.netloc.rsplit(":", 1)[1]
+    if not port or port.isdigit():
+        return None
+    return port + parts.path.split("@", 1)[0]
+
+
+def register_credentials(url: str) -> None:
+    """Register the password (or a lone token) of a URL as a secret; change nothing.
+
+    For URLs the runner does not parse itself (an http download, a line of a
+    requirements file that pip fetches), so that what their tools print is
+    redacted too. A password with an unencoded `/` is registered whole.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rsplit("@", 1)[0]
+        user, colon, password = userinfo.partition(":")
+        register(urllib.parse.unquote(user), urllib.parse.unquote(password) if colon else None)
+    else:
+        log.add_secret(_slashed_password(url))
+
+
+def register(user: str, password: str | None) -> None:
+    """A password is a secret; a user name alone only when it looks like a token."""
+    if password is not None:
+        log.add_secret(password)
+        log.add_secret(urllib.parse.quote(password, safe=""))
+    elif log.looks_like_token(user):
+        log.add_secret(user)
