@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when to restart the service (default: on-failure)")
     p.add_argument("--max-restarts", type=_count, default=5,
                    help="quick failures in a row before giving up with exit 5 (default: 5)")
+    p.add_argument("--min-uptime", type=_seconds, default=Config.min_uptime, metavar="SECONDS",
+                   help="a run that lasted this long counts as good: its exit restarts at once "
+                   f"and clears the count of quick failures (default: {Config.min_uptime:g})")
     p.add_argument("--ready-timeout", type=_seconds,
                    help="exit 5 if the port is not open after this many seconds (default: wait)")
     p.add_argument("--cache-dir", type=Path,
@@ -156,6 +159,7 @@ def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
         stop_timeout=args.stop_timeout,
         restart=args.restart,
         max_restarts=args.max_restarts,
+        min_uptime=args.min_uptime,
         ready_timeout=args.ready_timeout,
         cache_dir=cache_dir.absolute() if cache_dir else None,
         envs_dir=env_path(environ, "RUNNER_ENVS_DIR"),

@@ -32,6 +32,7 @@ class Config:
     stop_timeout: float = 30.0
     restart: str = "on-failure"
     max_restarts: int = 5
+    min_uptime: float = 10.0
     ready_timeout: float | None = None
     cache_dir: Path | None = None
     envs_dir: Path | None = None

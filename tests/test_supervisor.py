@@ -57,8 +57,8 @@ def test_quick_failures_back_off_then_exit_5(tmp_path: Path) -> None:
     assert "restarting in 0.5 s" in runner.stderr and "restarting in 1.0 s" in runner.stderr
     assert time.monotonic() - started >= 1.5
     line = runner.error_line()
-    assert line.startswith("error: the service failed 3 times in a row before serving "
-                           "(last: exited with status 1 after ")
+    assert line.startswith("error: the service failed 3 times in a row, each within 10 s of "
+                           "its start (last: exited with status 1 after ")
     assert line.endswith("its last output: loading model | ValueError: model file is corrupt "
                          "(fix the error above and start again)")
 
@@ -95,11 +95,69 @@ def test_restart_always_restarts_after_exit_0(tmp_path: Path) -> None:
         assert runner.finish() == 0
 
 
+#: A service that opens its port, then dies after `DIES_AFTER` s: Sanic's documented
+#: `app.run()` does this when its worker fails (the main process binds, exits ~1 s later).
+#: Each run prints its own number, so no two runs have the same output.
+DIES_AFTER_OPENING = textwrap.dedent("""\
+    import pathlib, threading
+    count = pathlib.Path("runs.txt")
+    runs = int(count.read_text()) + 1 if count.exists() else 1
+    count.write_text(str(runs))
+    def die():
+        print(f"run {runs}: worker died", flush=True)
+        os._exit(STATUS)
+    threading.Timer(DIES_AFTER, die).start()
+""")
+
+
+def dies_after_opening(folder: Path, status: int, after: float) -> Path:
+    body = DIES_AFTER_OPENING.replace("STATUS", str(status)).replace("DIES_AFTER", str(after))
+    return write_service(folder, body=body)
+
+
+def test_a_service_that_opens_its_port_then_dies_is_a_quick_failure(tmp_path: Path) -> None:
+    svc = dies_after_opening(tmp_path / "svc", status=1, after=0.3)
+    runner = run_runner([svc, "--max-restarts", "2"], timeout=30)
+    assert runner.proc.returncode == 5
+    assert runner.stderr.count("service ready on") == 3
+    assert len(service_pids(runner.stderr)) == 3
+    assert "restarting in 0.5 s" in runner.stderr and "restarting in 1.0 s" in runner.stderr
+    line = runner.error_line()
+    assert line.startswith("error: the service failed 3 times in a row, each within 10 s of "
+                           "its start (last: exited with status 1 after 0.")
+    assert line.endswith("its last output: run 3: worker died (fix the error above and "
+                         "start again)")
+
+
+def test_restart_always_backs_off_quick_runs_too(tmp_path: Path) -> None:
+    svc = dies_after_opening(tmp_path / "svc", status=0, after=0.05)
+    runner = run_runner([svc, "--restart", "always", "--max-restarts", "2"], timeout=30)
+    assert runner.proc.returncode == 5
+    assert len(service_pids(runner.stderr)) == 3
+    assert "restarting in 0.5 s" in runner.stderr and "restarting in 1.0 s" in runner.stderr
+    assert "(last: exited with status 0 after 0." in runner.error_line()
+
+
+def test_a_run_that_stayed_up_resets_the_count(tmp_path: Path) -> None:
+    """With --min-uptime 0.5, runs of 0.8 s are good: restarted at once, never exit 5."""
+    svc = dies_after_opening(tmp_path / "svc", status=1, after=0.8)
+    runner = RunnerProcess([svc, "--max-restarts", "1", "--min-uptime", "0.5"])
+    try:
+        wait_for(lambda: (svc / "runs.txt").exists() and int((svc / "runs.txt").read_text()) >= 4,
+                 30, "a fourth run")
+    finally:
+        runner.signal()
+        runner.finish()
+    assert runner.stderr.count("restarting in 0.0 s") >= 3, runner.stderr
+    assert "error:" not in runner.stderr
+
+
 def test_crashed_service_is_restarted_at_once(service: Path) -> None:
-    runner = RunnerProcess([service])
+    runner = RunnerProcess([service, "--min-uptime", "0.2"])
     try:
         runner.wait_http()
-        runner.wait_log("service ready on")  # a crash before the runner saw it up is quick
+        runner.wait_log("service ready on")
+        time.sleep(0.3)  # past --min-uptime: this run counts as good
         first = current_pid(runner)
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: _last_pid(runner) not in (None, first), 10, "a new service process")

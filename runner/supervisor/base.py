@@ -92,7 +92,7 @@ class Supervisor:
         self.cwd = cwd
         self.env = dict(env)
         self.tail = Tail()
-        self.backoff = Backoff(config.max_restarts)
+        self.backoff = Backoff(config.max_restarts, config.min_uptime)
         self.stop_signum: int | None = None
         self.failure: ServiceError | None = None
         self._stop_deadline: float | None = None
@@ -159,7 +159,7 @@ class Supervisor:
 
         Raises `ServiceError` when the service cannot be kept running.
         """
-        self.backoff.record(run.ran_for, run.ready_after is not None)
+        self.backoff.record(run.ran_for)
         how = f"exited with status {exit_status(returncode)} after {run.ran_for:.2f} s"
         policy = self.config.restart
         if policy == "never" or (returncode == 0 and policy == "on-failure"):
@@ -170,8 +170,9 @@ class Supervisor:
             return Exit(0)
         if self.backoff.exhausted:
             raise ServiceError(
-                f"the service failed {self.backoff.failures} times in a row before serving "
-                f"(last: {how}); its last output: {self.tail.quote()} "
+                f"the service failed {self.backoff.failures} times in a row, each within "
+                f"{self.config.min_uptime:g} s of its start (last: {how}); "
+                f"its last output: {self.tail.quote()} "
                 "(fix the error above and start again)"
             )
         log.warn(f"service {how}; restarting in {self.backoff.delay:.1f} s")
