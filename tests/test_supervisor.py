@@ -283,3 +283,42 @@ def test_sigterm_during_install_stops_it_and_cleans_up(tmp_path: Path) -> None:
     assert runner.finish() == 143
     assert not pid_alive(pid)
     assert list(tmp.iterdir()) == []
+
+
+SPAWNS_A_WORKER = """\
+    import http.server, multiprocessing, os
+
+
+    def work(queue):
+        queue.put(b"from a spawn worker")
+
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(REPLY)))
+            self.end_headers()
+            self.wfile.write(REPLY)
+
+
+    if __name__ == "__main__":
+        context = multiprocessing.get_context("spawn")
+        queue = context.Queue()
+        worker = context.Process(target=work, args=(queue,))
+        worker.start()
+        REPLY = queue.get(timeout=10)
+        worker.join()
+        server = http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+        server.serve_forever()
+"""
+
+
+def test_a_folder_service_can_start_multiprocessing_spawn_workers(tmp_path: Path) -> None:
+    """`python DIR` leaves spawn children without the main's functions (Sanic's workers)."""
+    runner = RunnerProcess([script(tmp_path, SPAWNS_A_WORKER), "--max-restarts", "0"])
+    try:
+        answer = runner.wait_http(timeout=30)
+    finally:
+        runner.signal()
+        runner.finish()
+    assert answer == (200, b"from a spawn worker"), runner.stderr
