@@ -23,7 +23,7 @@ from runner.config import Config
 from runner.errors import ServiceError
 from runner.output import Tail, pump, write_all
 from runner.proc import signal_group, spawn
-from runner.supervisor.backoff import Backoff
+from runner.supervisor.backoff import Backoff, Ending
 from runner.supervisor.readiness import group_listens, port_in_use
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -159,7 +159,7 @@ class Supervisor:
 
         Raises `ServiceError` when the service cannot be kept running.
         """
-        self.backoff.record(run.ran_for)
+        self.backoff.record(run.ran_for, Ending(exit_status(returncode), tuple(self.tail.lines())))
         how = f"exited with status {exit_status(returncode)} after {run.ran_for:.2f} s"
         policy = self.config.restart
         if policy == "never" or (returncode == 0 and policy == "on-failure"):
@@ -174,6 +174,12 @@ class Supervisor:
                 f"{self.config.min_uptime:g} s of its start (last: {how}); "
                 f"its last output: {self.tail.quote()} "
                 "(fix the error above and start again)"
+            )
+        if self.backoff.repeating:
+            raise ServiceError(
+                f"the service failed {self.backoff.same_endings} times in a row with the same "
+                f"output and exit status {exit_status(returncode)}, so restarting will not fix "
+                f"it; its last output: {self.tail.quote()} (fix the error above and start again)"
             )
         log.warn(f"service {how}; restarting in {self.backoff.delay:.1f} s")
         return Restart(self.backoff.delay)
