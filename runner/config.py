@@ -26,6 +26,7 @@ class Config:
     keep_going: bool = False
     reinstall: bool = False
     watch: bool = False
+    standby: bool = False
     watch_ignore: list[str] = field(default_factory=list)
     check: bool = False
     stop_signal: signal.Signals = signal.SIGTERM
