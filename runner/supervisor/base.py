@@ -50,13 +50,13 @@ def _earliest(*timeouts: float | None) -> float | None:
     return min((t for t in timeouts if t is not None), default=None)
 
 
-def _standby(config: Config) -> "Standby | None":
+def _standby(config: Config, poller: select.poll) -> "Standby | None":
     """The standby when asked for (imported only then: nothing else needs it)."""
     if not config.standby:
         return None
     from runner.supervisor.standby import Standby
 
-    return Standby()
+    return Standby(poller)
 
 
 @dataclass
@@ -113,7 +113,7 @@ class Supervisor:
         self._wakeup_r = -1
         self._go = False
         self._stop_requested_at = 0.0
-        self.standby = _standby(config)
+        self.standby = _standby(config, self._poller)
 
     # -- the loop -------------------------------------------------------------
 
@@ -259,6 +259,8 @@ class Supervisor:
         """Handle one readable fd: our signal pipe or a service output pipe."""
         if fd == self._wakeup_r:
             self._drain_wakeup(run)
+        elif self.standby is not None and self.standby.owns(fd):
+            self.standby.on_report()
         elif run is not None and fd in run.fds and not pump(fd, run.fds[fd]):
             self._poller.unregister(fd)  # end of its output
             del run.fds[fd]

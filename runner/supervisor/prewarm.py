@@ -78,23 +78,33 @@ class Zygote:
                                cwd=cwd, env=env, stdin=theirs.fileno())
         finally:
             theirs.close()
+        self._verdict: str | None = None
 
-    def verdict(self, interrupt_fd: int) -> str | None:
-        """READY, or why it cannot serve; None if it died or `interrupt_fd` became readable.
+    def fileno(self) -> int:
+        """The socket its report arrives on (readable once it is ready or unfit)."""
+        return self.control.fileno()
+
+    def verdict(self, interrupt_fd: int | None = None) -> str | None:
+        """READY, or why it cannot serve; None when `interrupt_fd` became readable first.
 
         Waits while it is still importing: a cold start would wait for those imports too.
         """
+        if self._verdict is not None:
+            return self._verdict
         report = b""
+        watched = [self.control] if interrupt_fd is None else [self.control, interrupt_fd]
         while not report.endswith(b"\n"):
-            readable, _, _ = select.select([self.control, interrupt_fd], [], [])
-            if interrupt_fd in readable:
+            if interrupt_fd in select.select(watched, [], [])[0]:
                 return None
             data = self.control.recv(512)
             if not data:
-                return None
+                status = self.child.wait()
+                self._verdict = f"the spare interpreter exited with status {status} unready"
+                return self._verdict
             report += data
         text = report.decode(errors="replace").strip()
-        return READY if text == READY else text.removeprefix("unfit ")
+        self._verdict = READY if text == READY else text.removeprefix("unfit ")
+        return self._verdict
 
     def go(self) -> subprocess.Popen[bytes]:
         """Let it run the service; from now on it is the service process."""
