@@ -28,7 +28,11 @@ READY = "ready"
 
 
 def third_party_imports(root: Path) -> list[str]:
-    """Top-level names the code root's files import that are not in the code root."""
+    """Modules the code root's files import whose top-level package is not in the code root.
+
+    Full dotted names (`sklearn.tree`, not `sklearn`): a package's submodules are
+    often most of its import time.
+    """
     names: set[str] = set()
     for path in _python_files(root):
         try:
@@ -37,7 +41,8 @@ def third_party_imports(root: Path) -> list[str]:
             continue
         names.update(_imported(tree))
     local = {p.stem for p in root.glob("*.py")} | {p.name for p in root.iterdir() if p.is_dir()}
-    return sorted(names - local - {"__future__", "__main__"})
+    local |= {"__future__", "__main__"}
+    return sorted(name for name in names if name.partition(".")[0] not in local)
 
 
 def _python_files(root: Path) -> Iterator[Path]:
@@ -56,9 +61,9 @@ def _python_files(root: Path) -> Iterator[Path]:
 def _imported(tree: ast.AST) -> Iterator[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            yield from (alias.name.split(".")[0] for alias in node.names)
+            yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            yield node.module.split(".")[0]
+            yield node.module
 
 
 class Zygote:

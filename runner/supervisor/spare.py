@@ -51,7 +51,7 @@ def _preimport(names, root):
     """Import each third-party name; None, or what made this process unfit."""
     for name in names:
         try:
-            spec = importlib.util.find_spec(name)
+            spec = importlib.util.find_spec(name.partition(".")[0])  # imports nothing of it
             if spec is None or (spec.origin or "").startswith(root + os.sep):
                 continue
             importlib.import_module(name)
