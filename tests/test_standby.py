@@ -190,3 +190,19 @@ def test_an_error_in_a_warm_start_shows_a_cold_starts_traceback(tmp_path: Path) 
     assert status == 5 and "from the standby" in runner.stderr
     assert traceback_of(runner.stderr) == traceback_of(cold.stderr)
     assert runner.error_line().endswith("ValueError: boom (fix the error above and start again)")
+
+
+def test_runner_standby_1_turns_it_on(service: Path) -> None:
+    runner = RunnerProcess([service], env={"RUNNER_STANDBY": "1"})
+    try:
+        runner.wait_log("standby: the spare")
+    finally:
+        runner.signal()
+        runner.finish()
+
+
+def test_a_bad_runner_standby_value_is_a_usage_error(service: Path) -> None:
+    runner = run_runner([service], env={"RUNNER_STANDBY": "maybe"})
+    assert runner.proc.returncode == 2
+    assert runner.error_line() == (
+        "error: RUNNER_STANDBY: expected 1 or 0, got 'maybe' (see `execute-code --help`)")

@@ -51,8 +51,8 @@ def _earliest(*timeouts: float | None) -> float | None:
 
 
 def _standby(config: Config, poller: select.poll) -> "Standby | None":
-    """The standby when asked for (imported only then: nothing else needs it)."""
-    if not config.standby:
+    """The standby when asked for and of use (imported only then: nothing else needs it)."""
+    if not config.standby or (config.restart == "never" and not config.watch):
         return None
     from runner.supervisor.standby import Standby
 
