@@ -7,13 +7,60 @@ to a process of the service's own process group.
 """
 
 import os
+import socket
+import struct
 
 _LISTEN = "0A"
 _TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 
 
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST_DUMP = 0x301
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLMSG_HEADER = struct.Struct("=LHHLL")  # length, type, flags, sequence, port id
+DIAG_REQUEST = struct.Struct("=BBBxI48x")  # family, protocol, extensions, states, socket id
+TCP_LISTEN_STATE = 1 << 10
+SPORT_AT, INODE_AT = 4, 68  # in struct inet_diag_msg
+
+
 def listening_inodes(port: int) -> set[str]:
     """Inodes of the sockets listening on `port` (any address, IPv4 or IPv6)."""
+    try:
+        return _diag_listening(port)
+    except OSError:
+        return _proc_listening(port)
+
+
+def _diag_listening(port: int) -> set[str]:
+    inodes: set[str] = set()
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as nl:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            request = DIAG_REQUEST.pack(family, socket.IPPROTO_TCP, 0, TCP_LISTEN_STATE)
+            nl.send(NLMSG_HEADER.pack(NLMSG_HEADER.size + len(request), SOCK_DIAG_BY_FAMILY,
+                                      NLM_F_REQUEST_DUMP, 1, 0) + request)
+            while _diag_reply(nl.recv(65536), port, inodes):
+                pass
+    return inodes
+
+
+def _diag_reply(data: bytes, port: int, inodes: set[str]) -> bool:
+    """Take one netlink datagram of the dump; False once it says done."""
+    offset = 0
+    while offset + NLMSG_HEADER.size <= len(data):
+        length, kind, _, _, _ = NLMSG_HEADER.unpack_from(data, offset)
+        if kind == NLMSG_DONE:
+            return False
+        if kind == NLMSG_ERROR or length < NLMSG_HEADER.size:
+            raise OSError("sock_diag refused the request")
+        body = offset + NLMSG_HEADER.size
+        if struct.unpack_from("!H", data, body + SPORT_AT)[0] == port:
+            inodes.add(str(struct.unpack_from("=I", data, body + INODE_AT)[0]))
+        offset += (length + 3) & ~3
+    return True
+
+
+def _proc_listening(port: int) -> set[str]:
     inodes: set[str] = set()
     for table in _TABLES:
         try:
