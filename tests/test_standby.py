@@ -85,8 +85,8 @@ def test_a_crash_restarts_in_the_spare_and_serves_what_a_cold_start_serves(
         runner.finish()
     assert warm == cold, runner.stderr
     assert cold[1].endswith(b"one") and edited == (200, cold[1][:-3] + b"two")
-    first, spare, _ = imports(log)
-    cold_pid, warm_pid, _ = started_pids(runner.stderr)
+    first, spare = imports(log)[:2]  # the third spare may have imported it too by now
+    cold_pid, warm_pid = started_pids(runner.stderr)[:2]
     assert (first[0], spare[0]) == (cold_pid, warm_pid)  # the restarted service is the spare
     assert spare[1] < crashed  # which had imported heavydep before the crash
 
