@@ -144,6 +144,13 @@ def dies_after_opening(folder: Path, status: int, after: float) -> Path:
     return write_service(folder, body=body)
 
 
+def runs_so_far(svc: Path) -> int:
+    """The count the service keeps in runs.txt (0 before the first, or mid-write)."""
+    count = svc / "runs.txt"
+    text = count.read_text().strip() if count.exists() else ""
+    return int(text) if text else 0
+
+
 def test_a_service_that_opens_its_port_then_dies_is_a_quick_failure(tmp_path: Path) -> None:
     svc = dies_after_opening(tmp_path / "svc", status=1, after=0.3)
     runner = run_runner([svc, "--max-restarts", "2"], timeout=30)
@@ -172,8 +179,7 @@ def test_a_run_that_stayed_up_resets_the_count(tmp_path: Path) -> None:
     svc = dies_after_opening(tmp_path / "svc", status=1, after=0.8)
     runner = RunnerProcess([svc, "--max-restarts", "1", "--min-uptime", "0.5"])
     try:
-        wait_for(lambda: (svc / "runs.txt").exists() and int((svc / "runs.txt").read_text()) >= 4,
-                 30, "a fourth run")
+        wait_for(lambda: runs_so_far(svc) >= 4, 30, "a fourth run")
     finally:
         runner.signal()
         runner.finish()
