@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "hello-service"
 PYTHON = sys.executable
+#: The heavy services' packages (restart.py's flask app, reload.py's ASGI app), one bench venv.
+HEAVY_PACKAGES = ("pandas", "scikit-learn", "flask", "uvicorn")
 POLL = 0.002  # between attempts to reach a service: fine enough to time ~100 ms events
 
 
@@ -40,6 +42,25 @@ def ensure_example_requirements() -> None:
     print("installing the example's requirements ...", flush=True)
     subprocess.run([PYTHON, "-m", "pip", "install", "-q", "-r", EXAMPLE / "requirements.txt"],
                    check=True, cwd=EXAMPLE)  # its toolkit line is relative to the example
+
+
+def bench_venv(name: str, packages: Sequence[str]) -> Path:
+    """A venv with `packages` from PyPI, made once and kept in ~/.cache/workspace-runner-bench.
+
+    A stamp lists what was installed, so a changed list installs again; a
+    half-made venv (no stamp) is completed on the next run.
+    """
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    venv = cache / "workspace-runner-bench" / f"{name}-venv"
+    stamp = venv / "bench-packages.txt"
+    wanted = "\n".join(sorted(packages)) + "\n"
+    if stamp.exists() and stamp.read_text() == wanted:
+        return venv / "bin" / "python"
+    print(f"installing {', '.join(packages)} into {venv} (once) ...", flush=True)
+    subprocess.run([PYTHON, "-m", "venv", venv], check=True)
+    subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", *packages], check=True)
+    stamp.write_text(wanted)
+    return venv / "bin" / "python"
 
 
 def bare_example(port: int) -> list[str]:

@@ -71,6 +71,18 @@ def _from_env(
         raise argparse.ArgumentTypeError(f"{name}: {exc}") from None
 
 
+def _env_flag(environ: dict[str, str] | os._Environ, name: str) -> bool | None:
+    """A yes/no from the environment (1/0, true/false, yes/no, on/off); None when unset."""
+    value = environ.get(name, "").strip().lower()
+    if not value:
+        return None
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{name}: expected 1 or 0, got {value!r}")
+
+
 def _signal(value: str) -> signal.Signals:
     name = value.upper()
     if name.isdigit():
@@ -109,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run every install step even if its file and environment are unchanged")
     p.add_argument("--watch", action="store_true",
                    help="restart the service when its code changes (for testing code)")
+    p.add_argument("--standby", action=argparse.BooleanOptionalAction,
+                   help="keep a spare interpreter with the service's third-party imports done, "
+                   "to restart in it after a crash ($RUNNER_STANDBY=1; default: on with --watch)")
     p.add_argument("--watch-ignore", action="append", default=[], metavar="PATTERN",
                    help="with --watch: also ignore paths matching this glob (repeatable)")
     p.add_argument("--check", action="store_true",
@@ -125,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-restarts", type=_count, default=Config.max_restarts,
                    help="quick failures in a row before giving up with exit 5 "
                    f"(default: {Config.max_restarts})")
+    p.add_argument("--min-uptime", type=_seconds, default=Config.min_uptime, metavar="SECONDS",
+                   help="a run that lasted this long counts as good: its exit restarts at once "
+                   f"and clears the count of quick failures (default: {Config.min_uptime:g})")
     p.add_argument("--ready-timeout", type=_seconds,
                    help="exit 5 if the port is not open after this many seconds (default: wait)")
     p.add_argument("--cache-dir", type=Path,
@@ -159,12 +177,15 @@ def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
         keep_going=args.keep_going,
         reinstall=args.reinstall,
         watch=args.watch,
+        standby=next(choice for choice in (args.standby, _env_flag(environ, "RUNNER_STANDBY"),
+                                           args.watch) if choice is not None),
         watch_ignore=args.watch_ignore,
         check=args.check,
         stop_signal=args.stop_signal,
         stop_timeout=args.stop_timeout,
         restart=args.restart,
         max_restarts=args.max_restarts,
+        min_uptime=args.min_uptime,
         ready_timeout=args.ready_timeout,
         cache_dir=cache_dir.absolute() if cache_dir else None,
         envs_dir=env_path(environ, "RUNNER_ENVS_DIR"),

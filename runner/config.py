@@ -29,12 +29,14 @@ class Config:
     keep_going: bool = False
     reinstall: bool = False
     watch: bool = False
+    standby: bool = False
     watch_ignore: list[str] = field(default_factory=list)
     check: bool = False
     stop_signal: signal.Signals = signal.SIGTERM
     stop_timeout: float = 30.0
     restart: str = "on-failure"
     max_restarts: int = 5
+    min_uptime: float = 10.0
     ready_timeout: float | None = None
     cache_dir: Path | None = None
     envs_dir: Path | None = None

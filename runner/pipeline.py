@@ -49,8 +49,14 @@ def serve(code: Code, config: Config, service_env: ServiceEnv) -> int:
 def service_command(
     code: Code, config: Config, service_env: ServiceEnv
 ) -> tuple[list[str | Path], dict[str, str]]:
-    """The service's argv and environment: its Python, its main, PORT set."""
+    """The service's argv and environment: its Python, its main, PORT set.
+
+    A folder runs as `python DIR/__main__.py`, not `python DIR`: the latter gives
+    `__main__` a module spec that multiprocessing's spawn children take to mean
+    "do not re-run the main", so they cannot find the main's functions.
+    """
     env = service_env.environ()
     env["PORT"] = str(config.port)
     env["PYTHONUNBUFFERED"] = "1"
-    return [service_env.python, code.main, *config.service_args], env
+    main = code.main / "__main__.py" if code.main.is_dir() else code.main
+    return [service_env.python, main, *config.service_args], env

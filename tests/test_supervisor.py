@@ -49,18 +49,40 @@ CRASH = """\
 """
 
 
+#: Fails differently each time (as a service waiting for a database does).
+CRASH_VARYING = """\
+    import sys, time
+    print(f"loading model at {time.time()}", flush=True)
+    print("ValueError: model file is corrupt", file=sys.stderr, flush=True)
+    sys.exit(1)
+"""
+
+
 def test_quick_failures_back_off_then_exit_5(tmp_path: Path) -> None:
     started = time.monotonic()
-    runner = run_runner([script(tmp_path, CRASH), "--max-restarts", "2"])
+    runner = run_runner([script(tmp_path, CRASH_VARYING), "--max-restarts", "3"])
+    assert runner.proc.returncode == 5
+    assert len(service_pids(runner.stderr)) == 4
+    for delay in ("0.5", "1.0", "2.0"):
+        assert f"restarting in {delay} s" in runner.stderr
+    assert time.monotonic() - started >= 3.5
+    line = runner.error_line()
+    assert line.startswith("error: the service failed 4 times in a row, each within 10 s of "
+                           "its start (last: exited with status 1 after ")
+    assert re.search(r"its last output: loading model at [0-9.]+ \| ValueError: model file is "
+                     r"corrupt \(fix the error above and start again\)$", line), line
+
+
+def test_the_same_start_up_error_three_times_stops_early(tmp_path: Path) -> None:
+    started = time.monotonic()
+    runner = run_runner([script(tmp_path, CRASH)], timeout=30)
     assert runner.proc.returncode == 5
     assert len(service_pids(runner.stderr)) == 3
-    assert "restarting in 0.5 s" in runner.stderr and "restarting in 1.0 s" in runner.stderr
-    assert time.monotonic() - started >= 1.5
-    line = runner.error_line()
-    assert line.startswith("error: the service failed 3 times in a row before serving "
-                           "(last: exited with status 1 after ")
-    assert line.endswith("its last output: loading model | ValueError: model file is corrupt "
-                         "(fix the error above and start again)")
+    assert time.monotonic() - started < 10  # not 5 restarts' 15.5 s of backoff
+    assert runner.error_line() == (
+        "error: the service failed 3 times in a row with the same output and exit status 1, "
+        "so restarting will not fix it; its last output: loading model | ValueError: model "
+        "file is corrupt (fix the error above and start again)")
 
 
 def test_exit_0_ends_the_run_without_restart(tmp_path: Path) -> None:
@@ -95,11 +117,82 @@ def test_restart_always_restarts_after_exit_0(tmp_path: Path) -> None:
         assert runner.finish() == 0
 
 
+#: A service that opens its port, then dies `DIES_AFTER` s later: Sanic's documented
+#: `app.run()` does this when its worker fails (the main process binds, exits ~1 s later).
+#: Each run prints its own number, so no two runs have the same output.
+DIES_AFTER_OPENING = textwrap.dedent("""\
+    import pathlib, socket, threading, time
+    count = pathlib.Path("runs.txt")
+    runs = int(count.read_text()) + 1 if count.exists() else 1
+    count.write_text(str(runs))
+    def die():
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", int(os.environ["PORT"])), 1).close()
+                break
+            except OSError:
+                time.sleep(0.01)
+        time.sleep(DIES_AFTER)
+        print(f"run {runs}: worker died", flush=True)
+        os._exit(STATUS)
+    threading.Thread(target=die, daemon=True).start()
+""")
+
+
+def dies_after_opening(folder: Path, status: int, after: float) -> Path:
+    body = DIES_AFTER_OPENING.replace("STATUS", str(status)).replace("DIES_AFTER", str(after))
+    return write_service(folder, body=body)
+
+
+def runs_so_far(svc: Path) -> int:
+    """The count the service keeps in runs.txt (0 before the first, or mid-write)."""
+    count = svc / "runs.txt"
+    text = count.read_text().strip() if count.exists() else ""
+    return int(text) if text else 0
+
+
+def test_a_service_that_opens_its_port_then_dies_is_a_quick_failure(tmp_path: Path) -> None:
+    svc = dies_after_opening(tmp_path / "svc", status=1, after=0.3)
+    runner = run_runner([svc, "--max-restarts", "2"], timeout=30)
+    assert runner.proc.returncode == 5
+    assert runner.stderr.count("service ready on") == 3
+    assert len(service_pids(runner.stderr)) == 3
+    assert "restarting in 0.5 s" in runner.stderr and "restarting in 1.0 s" in runner.stderr
+    line = runner.error_line()
+    assert line.startswith("error: the service failed 3 times in a row, each within 10 s of "
+                           "its start (last: exited with status 1 after ")
+    assert line.endswith("its last output: run 3: worker died (fix the error above and "
+                         "start again)")
+
+
+def test_restart_always_backs_off_quick_runs_too(tmp_path: Path) -> None:
+    svc = dies_after_opening(tmp_path / "svc", status=0, after=0.05)
+    runner = run_runner([svc, "--restart", "always", "--max-restarts", "2"], timeout=30)
+    assert runner.proc.returncode == 5
+    assert len(service_pids(runner.stderr)) == 3
+    assert "restarting in 0.5 s" in runner.stderr and "restarting in 1.0 s" in runner.stderr
+    assert "(last: exited with status 0 after " in runner.error_line()
+
+
+def test_a_run_that_stayed_up_resets_the_count(tmp_path: Path) -> None:
+    """With --min-uptime 0.5, runs of 0.8 s are good: restarted at once, never exit 5."""
+    svc = dies_after_opening(tmp_path / "svc", status=1, after=0.8)
+    runner = RunnerProcess([svc, "--max-restarts", "1", "--min-uptime", "0.5"])
+    try:
+        wait_for(lambda: runs_so_far(svc) >= 4, 30, "a fourth run")
+    finally:
+        runner.signal()
+        runner.finish()
+    assert runner.stderr.count("restarting in 0.0 s") >= 3, runner.stderr
+    assert "error:" not in runner.stderr
+
+
 def test_crashed_service_is_restarted_at_once(service: Path) -> None:
-    runner = RunnerProcess([service])
+    runner = RunnerProcess([service, "--min-uptime", "0.2"])
     try:
         runner.wait_http()
-        runner.wait_log("service ready on")  # a crash before the runner saw it up is quick
+        runner.wait_log("service ready on")
+        time.sleep(0.3)  # past --min-uptime: this run counts as good
         first = current_pid(runner)
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: _last_pid(runner) not in (None, first), 10, "a new service process")
@@ -225,3 +318,42 @@ def test_sigterm_during_install_stops_it_and_cleans_up(tmp_path: Path) -> None:
     assert runner.finish() == 143
     assert not pid_alive(pid)
     assert list(tmp.iterdir()) == []
+
+
+SPAWNS_A_WORKER = """\
+    import http.server, multiprocessing, os
+
+
+    def work(queue):
+        queue.put(b"from a spawn worker")
+
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(REPLY)))
+            self.end_headers()
+            self.wfile.write(REPLY)
+
+
+    if __name__ == "__main__":
+        context = multiprocessing.get_context("spawn")
+        queue = context.Queue()
+        worker = context.Process(target=work, args=(queue,))
+        worker.start()
+        REPLY = queue.get(timeout=10)
+        worker.join()
+        server = http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+        server.serve_forever()
+"""
+
+
+def test_a_folder_service_can_start_multiprocessing_spawn_workers(tmp_path: Path) -> None:
+    """`python DIR` leaves spawn children without the main's functions (Sanic's workers)."""
+    runner = RunnerProcess([script(tmp_path, SPAWNS_A_WORKER), "--max-restarts", "0"])
+    try:
+        answer = runner.wait_http(timeout=30)
+    finally:
+        runner.signal()
+        runner.finish()
+    assert answer == (200, b"from a spawn worker"), runner.stderr

@@ -1,17 +1,29 @@
 """When to restart a service that stopped, and how long to wait first.
 
-Modelled on supervisord: a run that came up (its port opened) or lasted 60 s
-was a good start, so a later crash restarts at once and the count of failures
-starts again. Runs that die before that are quick failures: they back off
-0.5 s, 1 s, 2 s ... up to 30 s, and after `max_restarts` of them in a row the
-runner gives up instead of looping.
+Like supervisord's `startsecs` and pm2's `min_uptime`: only a run that stayed
+up `min_uptime` seconds (default 10, from its start) was a good start, so its
+exit restarts at once and the count of failures starts again. Every shorter
+run is a quick failure, whatever the restart policy and whether or not it
+opened its port (Sanic's `app.run()` binds, then dies with its worker a
+second later): quick failures back off 0.5 s, 1 s, 2 s ... up to 30 s, and
+after `max_restarts` of them in a row the runner gives up instead of looping.
+A start-up error that repeats exactly (the same last lines and status,
+`SAME_ENDINGS` times in a row) gives up sooner: restarting will not fix it.
 """
 
 from dataclasses import dataclass
 
 FIRST_DELAY = 0.5
 MAX_DELAY = 30.0
-HEALTHY_AFTER = 60.0
+SAME_ENDINGS = 3
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a run ended: its exit status and its last lines of output."""
+
+    status: int
+    last_lines: tuple[str, ...]
 
 
 @dataclass
@@ -19,14 +31,26 @@ class Backoff:
     """Counts quick failures in a row and turns them into delays."""
 
     max_restarts: int
+    min_uptime: float
     failures: int = 0
+    same_endings: int = 0
+    _last: Ending | None = None
 
-    def record(self, ran_for: float, was_ready: bool) -> None:
-        """Note how the last run went."""
-        if was_ready or ran_for >= HEALTHY_AFTER:
-            self.failures = 0
-        else:
-            self.failures += 1
+    def record(self, ran_for: float, ending: Ending) -> None:
+        """Note how long the last run lasted and how it ended."""
+        if ran_for >= self.min_uptime:
+            self.failures = self.same_endings = 0
+            self._last = None
+            return
+        self.failures += 1
+        repeated = ending == self._last and bool(ending.last_lines)  # no output proves nothing
+        self.same_endings = self.same_endings + 1 if repeated else 1
+        self._last = ending
+
+    @property
+    def repeating(self) -> bool:
+        """The same quick failure several times over: a deterministic start-up error."""
+        return self.same_endings >= SAME_ENDINGS
 
     @property
     def exhausted(self) -> bool:

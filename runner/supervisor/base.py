@@ -16,14 +16,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner import log, signals
 from runner.config import Config
 from runner.errors import ServiceError
 from runner.output import Tail, pump, write_all
 from runner.proc import Child, end, signal_group, spawn
-from runner.supervisor.backoff import Backoff
+from runner.supervisor.backoff import Backoff, Ending
 from runner.supervisor.readiness import group_listens, port_in_use
+
+if TYPE_CHECKING:
+    from runner.supervisor.standby import Standby
 
 STOP_SIGNALS = signals.STOP_SIGNALS
 WAITING_WARNING_EVERY = 30.0
@@ -43,6 +47,15 @@ def _ms(seconds: float | None) -> int | None:
 def _earliest(*timeouts: float | None) -> float | None:
     """The shortest of some timeouts, None (forever) when none is set."""
     return min((t for t in timeouts if t is not None), default=None)
+
+
+def _standby(config: Config, poller: select.poll) -> "Standby | None":
+    """The standby when asked for and of use (imported only then: nothing else needs it)."""
+    if not config.standby or (config.restart == "never" and not config.watch):
+        return None
+    from runner.supervisor.standby import Standby
+
+    return Standby(poller)
 
 
 @dataclass
@@ -92,7 +105,7 @@ class Supervisor:
         self.cwd = cwd
         self.env = dict(env)
         self.tail = Tail()
-        self.backoff = Backoff(config.max_restarts)
+        self.backoff = Backoff(config.max_restarts, config.min_uptime)
         self.stop_signum: int | None = None
         self.failure: ServiceError | None = None
         self._stop_deadline: float | None = None
@@ -100,6 +113,7 @@ class Supervisor:
         self._wakeup_r = -1
         self._go = False
         self._stop_requested_at = 0.0
+        self.standby = _standby(config, self._poller)
 
     # -- the loop -------------------------------------------------------------
 
@@ -108,27 +122,45 @@ class Supervisor:
         with self._signals():
             if port_in_use(self.config.port):
                 log.warn(f"port {self.config.port} is already in use by another process")
-            while True:
-                run = self.start()
-                returncode = self.serve(run)
-                if self.failure is not None:
-                    raise self.failure
-                if self.stop_signum is not None:
-                    return exit_status(returncode)
-                if run.stop_requested:
-                    decision = self.stopped(run)
-                else:
-                    decision = self.after_exit(run, returncode)
-                if isinstance(decision, Exit):
-                    return decision.code
-                if not self.wait(decision.delay):
-                    return 128 + (self.stop_signum or 0)
+            try:
+                return self._supervise()
+            finally:
+                if self.standby is not None:
+                    self.standby.discard()
+
+    def _supervise(self) -> int:
+        while True:
+            run = self.start()
+            returncode = self.serve(run)
+            if self.failure is not None:
+                raise self.failure
+            if self.stop_signum is not None:
+                return exit_status(returncode)
+            if run.stop_requested:
+                decision = self.stopped(run)
+            else:
+                decision = self.after_exit(run, returncode)
+                if isinstance(decision, Restart) and decision.delay != 0:
+                    self.prepare_standby()  # a spare that imports while we wait
+            if isinstance(decision, Exit):
+                return decision.code
+            if not self.wait(decision.delay):
+                return 128 + (self.stop_signum or 0)
 
     def start(self) -> Run:
-        """Start the service once."""
+        """Start the service once: in the standby's spare when there is one."""
+        if self.standby is not None:
+            child = self.standby.take(self._wakeup_r)
+            if child is not None:
+                return self.track(child, " from the standby")
         return self.track(spawn(self.argv, cwd=self.cwd, env=self.env))
 
-    def track(self, child: Child) -> Run:
+    def prepare_standby(self) -> None:
+        """With --standby: have a spare ready for the next start."""
+        if self.standby is not None:
+            self.standby.prepare(self.argv, self.cwd, self.env)
+
+    def track(self, child: Child, how: str = "") -> Run:
         """Supervise a just-started service process: its exit and its output."""
         self.tail = Tail()  # errors quote the last run only
         run = Run(child=child, pidfd=os.pidfd_open(child.pid))
@@ -137,7 +169,7 @@ class Supervisor:
             run.fds[pipe.fileno()] = self._passthrough(ours)
             self._poller.register(pipe.fileno(), select.POLLIN)
         self._poller.register(run.pidfd, select.POLLIN)
-        log.info(f"service started (pid {child.main_pid}) on port {self.config.port}")
+        log.info(f"service started (pid {child.main_pid}) on port {self.config.port}{how}")
         return run
 
     def serve(self, run: Run) -> int:
@@ -159,7 +191,7 @@ class Supervisor:
 
         Raises `ServiceError` when the service cannot be kept running.
         """
-        self.backoff.record(run.ran_for, run.ready_after is not None)
+        self.backoff.record(run.ran_for, Ending(exit_status(returncode), tuple(self.tail.lines())))
         how = f"exited with status {exit_status(returncode)} after {run.ran_for:.2f} s"
         policy = self.config.restart
         if policy == "never" or (returncode == 0 and policy == "on-failure"):
@@ -170,9 +202,16 @@ class Supervisor:
             return Exit(0)
         if self.backoff.exhausted:
             raise ServiceError(
-                f"the service failed {self.backoff.failures} times in a row before serving "
-                f"(last: {how}); its last output: {self.tail.quote()} "
+                f"the service failed {self.backoff.failures} times in a row, each within "
+                f"{self.config.min_uptime:g} s of its start (last: {how}); "
+                f"its last output: {self.tail.quote()} "
                 "(fix the error above and start again)"
+            )
+        if self.backoff.repeating:
+            raise ServiceError(
+                f"the service failed {self.backoff.same_endings} times in a row with the same "
+                f"output and exit status {exit_status(returncode)}, so restarting will not fix "
+                f"it; its last output: {self.tail.quote()} (fix the error above and start again)"
             )
         log.warn(f"service {how}; restarting in {self.backoff.delay:.1f} s")
         return Restart(self.backoff.delay)
@@ -197,7 +236,11 @@ class Supervisor:
     # -- hooks for variants -----------------------------------------------------------
 
     def on_ready(self, run: Run) -> None:
-        """The service has just opened its port."""
+        """The service has just opened its port: make the standby's spare now.
+
+        Not sooner, so that its imports do not slow down the service's start.
+        """
+        self.prepare_standby()
 
     def stopped(self, run: Run) -> "Restart | Exit":
         """What follows when a variant stopped the service itself."""
@@ -216,6 +259,8 @@ class Supervisor:
         """Handle one readable fd: our signal pipe or a service output pipe."""
         if fd == self._wakeup_r:
             self._drain_wakeup(run)
+        elif self.standby is not None and self.standby.owns(fd):
+            self.standby.on_report()
         elif run is not None and fd in run.fds and not pump(fd, run.fds[fd]):
             self._poller.unregister(fd)  # end of its output
             del run.fds[fd]

@@ -1,18 +1,19 @@
-"""Pre-started service processes for `--watch`: restarts without the import cost.
+"""Pre-started service processes (`--standby`): restarts without the import cost.
 
-After the service comes up, a spare interpreter is started with the same
-Python, environment and working directory. It imports the third-party modules
-the code root imports (found by reading its files, never by running them),
-then blocks until told to go, and then runs the main exactly as `python MAIN`
-would (`runpy.run_path` as `__main__`, same `sys.argv`). Modules of the code
-root itself are never pre-imported: they are what the user is editing. A
-service that imports torch or flask then restarts in a fraction of its cold
-start. Only for watch mode: the image's normal start never uses it.
+A spare interpreter is started with the service's Python, environment and
+working directory. It runs `spare.py`, which imports the third-party modules
+the code root imports (found here by reading its files, never by running
+them), reports whether it is fit, then blocks until told to go and runs the
+main exactly as `python MAIN` would. Modules of the code root itself are
+never pre-imported: they are what the user is editing. A service that
+imports torch or flask then restarts in a fraction of its cold start.
+`standby.py` decides when to make one and when to use it.
 """
 
 import ast
 import os
-import subprocess
+import select
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -21,34 +22,16 @@ from runner.proc import Child, end, spawn
 MAX_FILES = 500
 MAX_FILE_BYTES = 1_000_000
 SKIP_DIRS = {".git", ".hg", ".svn", ".bzr", "__pycache__", ".venv", "venv", "node_modules"}
-
-# Runs in the spare interpreter: argv = [-c, MAIN, MODULES (comma-joined), *SERVICE_ARGS].
-ZYGOTE = """\
-import os, sys
-main, modules, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-root = os.path.abspath(main if os.path.isdir(main) else os.path.dirname(main))
-sys.path[0] = root
-import importlib.util
-for name in filter(None, modules.split(",")):
-    try:
-        spec = importlib.util.find_spec(name)
-        if spec is not None and not (spec.origin or "").startswith(root + os.sep):
-            importlib.import_module(name)
-    except BaseException:
-        pass  # the real run imports it again and shows the error where it belongs
-if os.read(0, 1) != b"g":
-    os._exit(0)
-devnull = os.open(os.devnull, os.O_RDONLY)
-os.dup2(devnull, 0)
-os.close(devnull)
-sys.argv = [main, *args]
-import runpy
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
+SPARE = Path(__file__).with_name("spare.py")
+READY = "ready"
 
 
 def third_party_imports(root: Path) -> list[str]:
-    """Top-level names the code root's files import that are not in the code root."""
+    """Modules the code root's files import whose top-level package is not in the code root.
+
+    Full dotted names (`sklearn.tree`, not `sklearn`): a package's submodules are
+    often most of its import time.
+    """
     names: set[str] = set()
     for path in _python_files(root):
         try:
@@ -57,7 +40,8 @@ def third_party_imports(root: Path) -> list[str]:
             continue
         names.update(_imported(tree))
     local = {p.stem for p in root.glob("*.py")} | {p.name for p in root.iterdir() if p.is_dir()}
-    return sorted(names - local - {"__future__", "__main__"})
+    local |= {"__future__", "__main__"}
+    return sorted(name for name in names if name.partition(".")[0] not in local)
 
 
 def _python_files(root: Path) -> Iterator[Path]:
@@ -76,31 +60,63 @@ def _python_files(root: Path) -> Iterator[Path]:
 def _imported(tree: ast.AST) -> Iterator[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            yield from (alias.name.split(".")[0] for alias in node.names)
+            yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            yield node.module.split(".")[0]
+            yield node.module
 
 
 class Zygote:
-    """One spare service process, waiting for `go`."""
+    """One spare service process: importing, then waiting for `go`.
+
+    Its stdin is one end of a socket pair: it reports "ready" (or "unfit WHY")
+    there, and reads `g` from it.
+    """
 
     def __init__(
         self, argv: Sequence[str | Path], cwd: Path, env: Mapping[str, str], modules: list[str]
     ) -> None:
         python, main, *args = [os.fspath(a) for a in argv]
-        command = [python, "-c", ZYGOTE, main, ",".join(modules), *args]
-        self.child = spawn(command, cwd=cwd, env=env, stdin=subprocess.PIPE)
+        self.control, theirs = socket.socketpair()
+        try:
+            self.child = spawn([python, SPARE, main, ",".join(modules), *args],
+                               cwd=cwd, env=env, stdin=theirs.fileno())
+        finally:
+            theirs.close()
+        self._verdict: str | None = None
 
-    def alive(self) -> bool:
-        return self.child.poll() is None
+    def fileno(self) -> int:
+        """The socket its report arrives on (readable once it is ready or unfit)."""
+        return self.control.fileno()
+
+    def verdict(self, interrupt_fd: int | None = None) -> str | None:
+        """READY, or why it cannot serve; None when `interrupt_fd` became readable first.
+
+        Waits while it is still importing: a cold start would wait for those imports too.
+        """
+        if self._verdict is not None:
+            return self._verdict
+        report = b""
+        watched = [self.control] if interrupt_fd is None else [self.control, interrupt_fd]
+        while not report.endswith(b"\n"):
+            if interrupt_fd in select.select(watched, [], [])[0]:
+                return None
+            data = self.control.recv(512)
+            if not data:
+                status = self.child.wait()
+                self._verdict = f"the spare interpreter exited with status {status} unready"
+                return self._verdict
+            report += data
+        text = report.decode(errors="replace").strip()
+        self._verdict = READY if text == READY else text.removeprefix("unfit ")
+        return self._verdict
 
     def go(self) -> Child:
         """Let it run the service; from now on it is the service process."""
-        assert self.child.stdin is not None
-        self.child.stdin.write(b"g")
-        self.child.stdin.close()
+        self.control.sendall(b"g")
+        self.control.close()
         return self.child
 
     def discard(self) -> None:
         """End it unused (the environment changed, or the runner is done)."""
+        self.control.close()
         end(self.child, grace=0)

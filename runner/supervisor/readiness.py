@@ -14,6 +14,7 @@ _LISTEN = "0A"
 _TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 
 
+
 def listening_inodes(port: int) -> set[str]:
     """Inodes of the sockets listening on `port` (any address, IPv4 or IPv6).
 
@@ -53,16 +54,14 @@ def group_listens(pgid: int, port: int) -> bool:
     if not inodes:
         return False
     wanted = {f"socket:[{inode}]" for inode in inodes}
-    return any(_holds(pid, wanted) for pid in _group_members(pgid))
+    # The leader almost always is the listener: look there before scanning all of /proc.
+    return _holds(pgid, wanted) or any(_holds(pid, wanted) for pid in _other_members(pgid))
 
 
-def _group_members(pgid: int) -> list[int]:
-    """The group leader first (almost always the listener), then the rest."""
-    members = [pgid]
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != pgid and _pgrp(entry) == pgid:
-            members.append(int(entry))
-    return members
+def _other_members(pgid: int) -> list[int]:
+    """The processes of group `pgid` but its leader."""
+    return [int(entry) for entry in os.listdir("/proc")
+            if entry.isdigit() and int(entry) != pgid and _pgrp(entry) == pgid]
 
 
 def _pgrp(pid: str) -> int | None:

@@ -23,7 +23,6 @@ from runner.config import Config
 from runner.errors import InstallError
 from runner.install import STEPS, dependency_files
 from runner.supervisor.base import Exit, Restart, Run, Supervisor, exit_status
-from runner.supervisor.prewarm import Zygote, third_party_imports
 
 QUIET = 0.05  # seconds without events that end a burst of saves
 MAX_BURST = 1.0  # restart at the latest this long after the first change
@@ -82,7 +81,6 @@ class WatchSupervisor(Supervisor):
         self._last_change = 0.0
         self._events_r, self._events_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._pending: list[str] = []
-        self._zygote: Zygote | None = None
 
     def run(self) -> int:
         observer = self._observe()
@@ -91,7 +89,6 @@ class WatchSupervisor(Supervisor):
         try:
             return super().run()
         finally:
-            self._discard_zygote()
             observer.stop()
             os.close(self._events_r)
             os.close(self._events_w)
@@ -173,26 +170,10 @@ class WatchSupervisor(Supervisor):
         return Restart(None)
 
     def start(self) -> Run:
-        """Start the service: in the pre-started process when there is one."""
+        """Start the service with the changes so far (in the standby's spare, if any)."""
         if self.changed:
             self._apply_changes()
-        zygote, self._zygote = self._zygote, None
-        if zygote is not None and zygote.alive():
-            return self.track(zygote.go())
-        if zygote is not None:
-            zygote.discard()
         return super().start()
-
-    def on_ready(self, run: Run) -> None:
-        """The service is up: prepare the process for the next restart."""
-        if self._zygote is None:
-            modules = third_party_imports(self.cwd)
-            self._zygote = Zygote(self.argv, self.cwd, self.env, modules)
-
-    def _discard_zygote(self) -> None:
-        if self._zygote is not None:
-            self._zygote.discard()
-            self._zygote = None
 
     def _apply_changes(self) -> None:
         changed, self.changed = sorted(self.changed), set()
@@ -204,5 +185,6 @@ class WatchSupervisor(Supervisor):
                 log.warn(f"{exc}; starting the service with what is installed")
                 return
             self.argv, self.env = list(argv), dict(env)
-            self._discard_zygote()  # it was made for the old environment
+            if self.standby is not None:
+                self.standby.discard()  # it was made for the old environment
 
