@@ -13,9 +13,14 @@ from helpers import STARTED, free_port, write_service
 
 @pytest.fixture(autouse=True)
 def _no_runner_outlives_its_test() -> Iterator[None]:
-    """Kill (and reap) every runner a test started and left running, pass or fail."""
+    """Kill (and reap) every runner a test started and left running, pass or fail.
+
+    Runners that wider-scoped fixtures started (set up before this one) are
+    theirs to stop: one module-scoped service serves several tests.
+    """
+    before = len(STARTED)
     yield
-    while STARTED:
+    while len(STARTED) > before:
         STARTED.pop().kill()
 
 

@@ -136,10 +136,18 @@ def test_sigterm_with_a_spare_waiting_leaves_no_process(service: Path) -> None:
 
 
 def _spare(runner: RunnerProcess) -> int | None:
-    """The runner's child that is not the service."""
-    with open(f"/proc/{runner.proc.pid}/task/{runner.proc.pid}/children") as f:
-        others = set(map(int, f.read().split())) - set(started_pids(runner.stderr))
+    """The program the runner started that is not the service (each runs under its keeper)."""
+    programs = {program for keeper in _children(runner.proc.pid) for program in _children(keeper)}
+    others = programs - set(started_pids(runner.stderr))
     return others.pop() if others else None
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return set(map(int, f.read().split()))
+    except FileNotFoundError:  # it ended meanwhile
+        return set()
 
 
 def test_a_spare_runs_multiprocessing_spawn_workers(tmp_path: Path) -> None:
