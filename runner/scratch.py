@@ -14,7 +14,7 @@ import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -87,6 +87,24 @@ def tool_environ(env: Mapping[str, str]) -> dict[str, str]:
     if Scratch.current is None:
         return dict(env)
     return {**env, "TMPDIR": str(Scratch.current.tools_tmpdir())}
+
+
+@contextlib.contextmanager
+def step_folder(prefix: str) -> Iterator[Path]:
+    """A folder for one step's own files (the conda worker's job), removed when it ends.
+
+    Inside the run's scratch folder, so a SIGKILL of the runner meanwhile leaves
+    nothing either: the keeper, or the next run, removes the whole root.
+    """
+    if Scratch.current is None:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            yield Path(tmp)
+        return
+    folder = Scratch.current.mkdtemp(prefix)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def locked_mkdtemp(parent: Path, prefix: str) -> tuple[Path, int]:

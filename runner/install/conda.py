@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
@@ -51,6 +50,7 @@ from runner.install.requirements import (
 )
 from runner.install.stamps import inputs_hash
 from runner.proc import run_tool
+from runner.scratch import step_folder
 
 #: Marks a prefix whose steps are done; written last, so a stopped run leaves none.
 STAMP = ".workspace-runner.json"
@@ -197,7 +197,7 @@ def _make(env: CondaEnv) -> None:
     verb = "updating" if (env.prefix / "conda-meta").is_dir() else "creating"
     log.info(f"conda: {verb} the environment in {env.prefix}")
     env.prefix.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="runner-conda-") as tmp:
+    with step_folder("conda-") as tmp:
         job_file, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
         replace(env.job, prefix=env.prefix, result=result).write(job_file)
         argv: list[str | Path] = [sys.executable, "-m", "runner.install.conda_worker", job_file]
@@ -264,7 +264,7 @@ def _pip_install(ctx: InstallContext, env: CondaEnv) -> None:
     for line in env.pip_requirements.splitlines():
         for included in _included(line):
             register_url_secrets(included)
-    with tempfile.TemporaryDirectory(prefix="runner-conda-pip-") as tmp:
+    with step_folder("conda-pip-") as tmp:
         requirements = Path(tmp) / "requirements.txt"
         requirements.write_text(env.pip_requirements)
         argv: list[str | Path] = [env.python, "-m", "pip", "install",
