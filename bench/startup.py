@@ -72,12 +72,21 @@ class Case:
     name: str
     argv: Callable[[int], list[str]]
     env: dict[str, str] = field(default_factory=dict)
-    warm_up: bool = False  # start once unmeasured first (to leave install stamps)
+    #: Start once unmeasured before each measured start, to leave install stamps: the
+    #: cold case's pip reinstalls the example's local toolkit (`../../toolkit`), which
+    #: changes the environment and so, rightly, voids the stamps of the round before.
+    warm_up: bool = False
     goal_ms: int | None = None
     times: list[float] = field(default_factory=list)
 
     def measure(self) -> None:
         """Start once, time the first 200, stop it again."""
+        if self.warm_up:
+            self._start()
+            self.times.pop()
+        self._start()
+
+    def _start(self) -> None:
         port = free_port()
         with started(self.argv(port), port, self.env) as process:
             self.times.append(process.wait_200())
@@ -138,10 +147,6 @@ def main(runs: int) -> None:
 def measure_all(services: list[Service], runs: int) -> None:
     """All cases of all services interleaved, then their medians against their baselines."""
     cases = [case for service in services for case in service.cases]
-    for case in cases:
-        if case.warm_up:
-            case.measure()
-            case.times.clear()
     started_at = time.monotonic()
     for _ in range(runs):
         for case in cases:
