@@ -7,7 +7,6 @@ flag, its environment variable and its default are written once.
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 RESTART_POLICIES = ("on-failure", "always", "never")
@@ -17,12 +16,16 @@ DEFAULT_PORT = 8091
 DEFAULT_WORKSPACE_HOME = Path("/workspace")
 
 
-@dataclass
 class Config:
-    """One run's settings. Defaults are what the image's plain start uses."""
+    """One run's settings. Defaults are what the image's plain start uses.
+
+    A plain class, not a dataclass: `dataclasses` imports `inspect` (about 5 ms),
+    a cost on every start (issue 16). The defaults are class attributes, so
+    `Config.port` names the default; `Config(port=...)` sets any of them.
+    """
 
     code: str | None = None
-    service_args: list[str] = field(default_factory=list)
+    service_args: list[str]  # set per instance: a list default would be shared
     port: int = DEFAULT_PORT
     requirements_only: bool = False
     code_only: bool = False
@@ -30,7 +33,7 @@ class Config:
     reinstall: bool = False
     watch: bool = False
     standby: bool = False
-    watch_ignore: list[str] = field(default_factory=list)
+    watch_ignore: list[str]  # per instance, as service_args
     check: bool = False
     stop_signal: signal.Signals = signal.SIGTERM
     stop_timeout: float = 30.0
@@ -45,9 +48,16 @@ class Config:
     max_unpacked_bytes: int = 2 * 1024**3
     max_archive_members: int = 100_000
     lab_endpoint: str | None = None
-    lab_token: str | None = field(default=None, repr=False)
+    lab_token: str | None = None
     lab_project: str | None = None
     runner_python: Path | None = None
+
+    def __init__(self, **settings: object) -> None:
+        self.service_args, self.watch_ignore = [], []
+        for name, value in settings.items():
+            if name not in Config.__annotations__:
+                raise TypeError(f"Config() got an unexpected keyword argument {name!r}")
+            setattr(self, name, value)
 
     @property
     def service_python(self) -> Path:

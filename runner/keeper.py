@@ -32,9 +32,8 @@ import shutil
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -94,8 +93,7 @@ def preexec(report: int) -> Callable[[], None]:
     return split
 
 
-@dataclass(frozen=True)
-class _Plan:
+class _Plan(NamedTuple):
     """What a keeper knows from the runner, gathered before the fork."""
 
     runner: int  # its pid

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import keeper, log, signals
@@ -102,14 +101,16 @@ def end(child: Child, grace: float = KILL_GRACE) -> None:
                     pipe.close()
 
 
-@dataclass
 class Finished:
     """How a child ended: its exit status (None: it went silent for the timeout), its last
     lines, and its whole stdout when the caller kept it to read an answer."""
 
-    returncode: int | None
-    tail: Tail = field(default_factory=Tail)
-    stdout: str = ""
+    __slots__ = ("returncode", "stdout", "tail")
+
+    def __init__(self, returncode: int | None, tail: Tail | None = None, stdout: str = "") -> None:
+        self.returncode = returncode
+        self.tail = Tail() if tail is None else tail
+        self.stdout = stdout
 
     @property
     def ok(self) -> bool:

@@ -9,9 +9,8 @@ conda step's imports are not free), and `--code-only` never loads the stamps.
 import pkgutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from runner import log
 from runner.config import Config
@@ -23,8 +22,7 @@ if TYPE_CHECKING:
     from runner.install.stamps import Stamps
 
 
-@dataclass(frozen=True)
-class Registered:
+class Registered(NamedTuple):
     """An install step by name: the files that trigger it, first match wins, and its class."""
 
     filenames: tuple[str, ...]

@@ -9,7 +9,6 @@ A step may change the `ServiceEnv` for the steps after it and the service
 import os
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.config import Config
@@ -18,7 +17,6 @@ from runner.proc import Finished, run_tool
 from runner.sources.base import Code
 
 
-@dataclass
 class ServiceEnv:
     """The Python the service runs on and what its environment adds.
 
@@ -26,9 +24,13 @@ class ServiceEnv:
     more variables (`CONDA_PREFIX`). Built from the runner's own environment.
     """
 
-    python: Path
-    path_prefix: list[Path] = field(default_factory=list)
-    extra: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("extra", "path_prefix", "python")
+
+    def __init__(self, python: Path, path_prefix: list[Path] | None = None,
+                 extra: dict[str, str] | None = None) -> None:
+        self.python = python
+        self.path_prefix = [] if path_prefix is None else path_prefix
+        self.extra = {} if extra is None else extra
 
     def environ(self, base: dict[str, str] | os._Environ | None = None) -> dict[str, str]:
         """The full environment for a child: `base` plus our PATH and variables.
@@ -44,13 +46,15 @@ class ServiceEnv:
         return env
 
 
-@dataclass
 class InstallContext:
     """What a step works on: the code, the run's settings, the environment so far."""
 
-    code: Code
-    config: Config
-    service_env: ServiceEnv
+    __slots__ = ("code", "config", "service_env")
+
+    def __init__(self, code: Code, config: Config, service_env: ServiceEnv) -> None:
+        self.code = code
+        self.config = config
+        self.service_env = service_env
 
 
 class InstallStep(ABC):

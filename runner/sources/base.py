@@ -7,17 +7,15 @@ folder (`fetch`). What counts as runnable code is decided once, here, for all.
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from runner.config import Config
 from runner.errors import ResolveError
 from runner.scratch import Scratch
 
 
-@dataclass(frozen=True)
-class Code:
+class Code(NamedTuple):
     """Code ready to install and run.
 
     `root` is where install files are looked up and the service's working

@@ -11,30 +11,31 @@ A start-up error that repeats exactly (the same last lines and status,
 `SAME_ENDINGS` times in a row) gives up sooner: restarting will not fix it.
 """
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 FIRST_DELAY = 0.5
 MAX_DELAY = 30.0
 SAME_ENDINGS = 3
 
 
-@dataclass(frozen=True)
-class Ending:
+class Ending(NamedTuple):
     """How a run ended: its exit status and its last lines of output."""
 
     status: int
     last_lines: tuple[str, ...]
 
 
-@dataclass
 class Backoff:
     """Counts quick failures in a row and turns them into delays."""
 
-    max_restarts: int
-    min_uptime: float
-    failures: int = 0
-    same_endings: int = 0
-    _last: Ending | None = None
+    __slots__ = ("_last", "failures", "max_restarts", "min_uptime", "same_endings")
+
+    def __init__(self, max_restarts: int, min_uptime: float) -> None:
+        self.max_restarts = max_restarts
+        self.min_uptime = min_uptime
+        self.failures = 0
+        self.same_endings = 0
+        self._last: Ending | None = None
 
     def record(self, ran_for: float, ending: Ending) -> None:
         """Note how long the last run lasted and how it ended."""

@@ -14,9 +14,8 @@ import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from runner import log, signals
 from runner.config import Config
@@ -58,15 +57,13 @@ def _standby(config: Config, poller: select.poll) -> "Standby | None":
     return Standby(poller)
 
 
-@dataclass
-class Restart:
+class Restart(NamedTuple):
     """Start the service again after `delay` seconds (None: when a variant says)."""
 
     delay: float | None
 
 
-@dataclass
-class Exit:
+class Exit(NamedTuple):
     """End the run with this exit code."""
 
     code: int
@@ -77,17 +74,19 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-@dataclass
 class Run:
     """One start of the service."""
 
-    child: Child
-    pidfd: int
-    started: float = field(default_factory=time.monotonic)
-    ready_after: float | None = None
-    probed_at: float = 0.0  # output wakes the loop far more often than probes are due
-    stop_requested: bool = False
-    fds: dict[int, Callable[[bytes], None]] = field(default_factory=dict)  # pipe -> sink
+    __slots__ = ("child", "fds", "pidfd", "probed_at", "ready_after", "started", "stop_requested")
+
+    def __init__(self, child: Child, pidfd: int) -> None:
+        self.child = child
+        self.pidfd = pidfd
+        self.started = time.monotonic()
+        self.ready_after: float | None = None
+        self.probed_at = 0.0  # output wakes the loop far more often than probes are due
+        self.stop_requested = False
+        self.fds: dict[int, Callable[[bytes], None]] = {}  # pipe -> sink
 
     @property
     def ran_for(self) -> float:
