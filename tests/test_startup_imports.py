@@ -29,10 +29,12 @@ recorded, record_to = [], sys.argv.pop(1)
 sys.addaudithook(record)
 runpy.run_module("runner", run_name="__main__", alter_sys=True)
 """
-#: Never needed to serve a local folder: other sources, fetching, unpacking, install state.
+#: Never needed to serve a local folder: other sources, fetching, unpacking, install state;
+#: nor `dataclasses`, which imports `inspect` (with `ast`, `dis`, `tokenize`: about 5 ms).
 NOT_FOR_LOCAL = ("runner.sources.vcs", "runner.sources.http", "runner.sources.lab",
                  "runner.download", "runner.archive", "runner.cache", "runner.install.stamps",
-                 "runner.install.conda", "git", "requests", "yaml", "rattler", "watchdog")
+                 "runner.install.conda", "git", "requests", "yaml", "rattler", "watchdog",
+                 "dataclasses", "inspect")
 
 
 def modules_at_spawn(tmp_path: Path, *args: str) -> set[str]:
