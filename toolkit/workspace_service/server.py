@@ -90,6 +90,24 @@ class _Task(WSGITask):
             self.set_close_on_finish()  # draining: so the client reconnects elsewhere
         return super().build_response_header()
 
+    def write(self, data: bytes) -> None:
+        """The header and the first body chunk in one send, not two: waitress sends
+        each write at once (`send_bytes` 1), and a small answer is one chunk."""
+        if self.wrote_header or not data or not self.complete:
+            super().write(data)
+            return
+        header = self.build_response_header()  # decides `chunked_response`
+        self.wrote_header = True
+        length = self.content_length
+        if not self.has_body or self.chunked_response or \
+                (length is not None and len(data) > length - self.content_bytes_written):
+            self.channel.write_soon(header)
+            super().write(data)  # waitress's own framing, truncation and warnings
+            return
+        if length is not None:
+            self.content_bytes_written += len(data)
+        self.channel.write_soon(header + data)
+
 
 class _ErrorTask(ErrorTask):
     """waitress's own errors (a malformed request, a body over its limit) as problem+json."""
