@@ -41,6 +41,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # accesslog.py w
 FAILED_EXIT_DELAY = 1.0
 #: How long a drain waits for the first request of a connection opened just before it.
 FIRST_REQUEST_GRACE = 1.0
+#: At most one "Task queue depth" warning per this many seconds (waitress: one per request).
+QUEUE_WARNING_INTERVAL = 1.0
 _STARTUP_FAILED = 0  # the byte written to the wake-up pipe when startup raised
 #: Set in the WSGI environ to close the connection after the answer (WSGI apps may not
 #: send `Connection` themselves): when unread bytes of a refused body would follow.
@@ -88,6 +90,24 @@ class _Task(WSGITask):
             self.set_close_on_finish()  # draining: so the client reconnects elsewhere
         return super().build_response_header()
 
+    def write(self, data: bytes) -> None:
+        """The header and the first body chunk in one send, not two: waitress sends
+        each write at once (`send_bytes` 1), and a small answer is one chunk."""
+        if self.wrote_header or not data or not self.complete:
+            super().write(data)
+            return
+        header = self.build_response_header()  # decides `chunked_response`
+        self.wrote_header = True
+        length = self.content_length
+        if not self.has_body or self.chunked_response or \
+                (length is not None and len(data) > length - self.content_bytes_written):
+            self.channel.write_soon(header)
+            super().write(data)  # waitress's own framing, truncation and warnings
+            return
+        if length is not None:
+            self.content_bytes_written += len(data)
+        self.channel.write_soon(header + data)
+
 
 class _ErrorTask(ErrorTask):
     """waitress's own errors (a malformed request, a body over its limit) as problem+json."""
@@ -120,6 +140,35 @@ class _Channel(HTTPChannel):
                     or (not self.spoke and now - self.creation_time < FIRST_REQUEST_GRACE))
 
 
+class _Dispatcher(ThreadedTaskDispatcher):
+    """waitress's thread pool, warning of a queue at most once per `QUEUE_WARNING_INTERVAL`.
+
+    waitress warns on every request queued behind busy threads: under a steady load
+    that is one formatted, flushed log line per request, which costs more than a
+    small request itself (bench/toolkit.py). The warning here tells the deepest
+    queue seen since the last one, so nothing is hidden, only summed up.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._deepest = 0
+        self._warned_at = -QUEUE_WARNING_INTERVAL
+
+    def add_task(self, task: object) -> None:
+        with self.lock:
+            self.queue.append(task)
+            self.queue_cv.notify()
+            depth = len(self.queue) - (len(self.threads) - self.stop_count - self.active_count)
+            if depth <= 0:
+                return
+            self._deepest = max(self._deepest, depth)
+            now = time.monotonic()
+            if now - self._warned_at < QUEUE_WARNING_INTERVAL:
+                return
+            depth, self._deepest, self._warned_at = self._deepest, 0, now
+        self.queue_logger.warning("Task queue depth is %d", depth)
+
+
 class _Server(TcpWSGIServer):
     """Routes probe requests to their own small thread pool."""
 
@@ -128,9 +177,9 @@ class _Server(TcpWSGIServer):
 
     def __init__(self, app: Callable, probe_paths: set[str], adj: Adjustments) -> None:
         self.probe_paths = probe_paths
-        self.probe_dispatcher = ThreadedTaskDispatcher()
+        self.probe_dispatcher = _Dispatcher()
         self.probe_dispatcher.set_thread_count(PROBE_THREADS)
-        dispatcher = ThreadedTaskDispatcher()
+        dispatcher = _Dispatcher()
         dispatcher.set_thread_count(adj.threads)
         super().__init__(app, adj=adj, dispatcher=dispatcher)
 
