@@ -254,3 +254,28 @@ def test_a_bad_setting_is_one_error_line_at_start(start_service, tmp_path: Path,
     code = svc.wait(15)
     assert code == 1
     assert svc.output.strip().splitlines() == [f"error: {variable} must {says}, got {value!r}"]
+
+
+def test_a_queue_behind_busy_threads_is_warned_of_once_a_second(start_service,
+                                                                tmp_path: Path) -> None:
+    """waitress warns of every request that waits for a thread: under load, a log line
+    per request, costlier than the request. The toolkit sums them up: the deepest
+    queue, at most once a second."""
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path), THREADS="1")
+    held = threading.Thread(target=http_get, args=(svc.url("/hold/first"), 20))
+    held.start()
+    try:
+        wait_for(lambda: entered(tmp_path, "first"), 10, "the only thread to be busy")
+        queued = [threading.Thread(target=http_get, args=(svc.url("/echo/x"), 20))
+                  for _ in range(8)]
+        for thread in queued:
+            thread.start()
+        wait_for(lambda: "Task queue depth" in svc.output, 10, "the queue warning")
+        open_gate(tmp_path, "first")
+        for thread in queued:
+            thread.join(20)
+    finally:
+        open_gate(tmp_path, "first")
+        held.join(20)
+    warnings = [line for line in svc.output.splitlines() if "Task queue depth" in line]
+    assert len(warnings) == 1, warnings
