@@ -9,6 +9,7 @@ leave a task that raised "in progress" forever.
 
 import json
 import logging
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -86,6 +87,8 @@ class TaskBackend(Drainable, ABC):
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self.functions: dict[str, tuple[TaskFunction, int]] = {}
+        self._running: set[str] = set()  # ids of the tasks this process runs now
+        self._running_lock = threading.Lock()
 
     def register(self, endpoint: str, function: TaskFunction, max_concurrent: int) -> None:
         """Run `function` for tasks posted to `endpoint`, at most `max_concurrent` at once."""
@@ -124,6 +127,30 @@ class TaskBackend(Drainable, ABC):
     @abstractmethod
     def counts(self) -> dict[str, int]:
         """How many tasks are in each status (for metrics and autoscalers)."""
+
+    def run(self, task_id: str) -> None:
+        """One delivery of a queued task, in a worker thread: claim it (none when another
+        run already finished it), run it to its end, and count it as running meanwhile."""
+        claimed = self.claim(task_id)
+        if claimed is None:
+            return
+        with self._running_lock:
+            self._running.add(task_id)
+        try:
+            self.execute(claimed)
+        finally:
+            with self._running_lock:
+                self._running.discard(task_id)
+
+    def busy(self) -> int:
+        with self._running_lock:
+            return len(self._running)
+
+    def running(self) -> list[str]:
+        """The ids of the tasks this process is running now (left to the next run by
+        `abandon`)."""
+        with self._running_lock:
+            return list(self._running)
 
     def execute(self, claimed: TaskInput) -> None:
         """Run one claimed task to its end: completed with its result, or failed."""

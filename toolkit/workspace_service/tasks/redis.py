@@ -85,8 +85,6 @@ class RedisBackend(TaskBackend):
         self.heartbeat_timeout = heartbeat_timeout
         self._actors: dict[str, Any] = {}
         self._workers: list[Any] = []
-        self._running: set[str] = set()
-        self._lock = threading.Lock()
         self._stopping = False
 
     def open(self) -> None:
@@ -108,7 +106,7 @@ class RedisBackend(TaskBackend):
         self._update = self.client.register_script(_UPDATE)
         for endpoint in self.functions:
             name = _queue_name(endpoint)
-            self._actors[endpoint] = Actor(self._run, broker=self.broker, actor_name=name,
+            self._actors[endpoint] = Actor(self.run, broker=self.broker, actor_name=name,
                                            queue_name=name, priority=0, options={})
 
     def start(self) -> None:
@@ -119,19 +117,6 @@ class RedisBackend(TaskBackend):
                             worker_threads=max_concurrent, worker_timeout=1000)
             worker.start()
             self._workers.append(worker)
-
-    def _run(self, task_id: str) -> None:
-        """The dramatiq actor: one delivery of a task's message."""
-        claimed = self.claim(task_id)
-        if claimed is None:
-            return
-        with self._lock:
-            self._running.add(task_id)
-        try:
-            self.execute(claimed)
-        finally:
-            with self._lock:
-                self._running.discard(task_id)
 
     def _key(self, task_id: str) -> str:
         return f"{self.namespace}:task:{task_id}"
@@ -206,16 +191,10 @@ class RedisBackend(TaskBackend):
         for worker in self._workers:
             threading.Thread(target=worker.stop, daemon=True, name="dramatiq-stop").start()
 
-    def busy(self) -> int:
-        with self._lock:
-            return len(self._running)
-
     def abandon(self) -> None:
         """The unfinished tasks go back to `queued`; their messages, never acknowledged,
         are re-delivered once this replica's heartbeat is missed."""
-        with self._lock:
-            unfinished = list(self._running)
-        for task_id in unfinished:
+        for task_id in self.running():
             self.client.hset(self._key(task_id), mapping={"status": QUEUED,
                                                           "updated": time.time()})
 

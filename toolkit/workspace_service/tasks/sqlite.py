@@ -59,7 +59,6 @@ class SQLiteBackend(TaskBackend):
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one connection, used by one thread at a time
         self._queues: dict[str, queue.Queue] = {}
-        self._running: set[str] = set()
         self._stopping = threading.Event()
 
     def open(self) -> None:
@@ -94,16 +93,7 @@ class SQLiteBackend(TaskBackend):
     def _work(self, endpoint: str) -> None:
         tasks = self._queues[endpoint]
         while (task_id := tasks.get()) is not _STOP and not self._stopping.is_set():
-            claimed = self.claim(task_id)
-            if claimed is None:
-                continue
-            with self._lock:
-                self._running.add(task_id)
-            try:
-                self.execute(claimed)
-            finally:
-                with self._lock:
-                    self._running.discard(task_id)
+            self.run(task_id)
 
     def create(self, endpoint: str, body: bytes, content_type: str,
                idempotency_key: str | None) -> TaskRecord:
@@ -166,13 +156,7 @@ class SQLiteBackend(TaskBackend):
             for _ in range(self.functions[endpoint][1]):  # one per worker thread
                 tasks.put(_STOP)
 
-    def busy(self) -> int:
-        with self._lock:
-            return len(self._running)
-
     def abandon(self) -> None:
-        with self._lock:
-            unfinished = list(self._running)
-        for task_id in unfinished:
+        for task_id in self.running():
             self._sql("UPDATE tasks SET status = ?, updated = ? WHERE task_id = ? AND status = ?",
                       QUEUED, time.time(), task_id, RUNNING)
