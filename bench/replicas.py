@@ -6,7 +6,7 @@ On 127.0.0.1, with the real parts a cluster would have: REPLICAS runner
 processes (`python -m runner examples/async-service --code-only --port P`,
 each serving the toolkit with `REDIS_URL`), Debian's nginx in front with the
 compose stack's own `deploy/compose/nginx/nginx.conf` (only its addresses and
-paths changed), Debian's `redis-server`, and `wrk` for a steady load of
+paths changed: tests/nginx_loopback.py), Debian's `redis-server`, and `wrk` for a steady load of
 synchronous GETs (`/echo/...`). Prints:
   - throughput through nginx with 1, 2 and 3 replicas (1 replica is the baseline);
   - kill -9 of one replica's service while wrk runs and TASKS tasks run: failed
@@ -28,6 +28,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -46,8 +47,11 @@ from common import (
     wait_until,
 )
 
+sys.path.insert(0, str(ROOT / "tests"))
+from nginx_loopback import Nginx  # tests/nginx_loopback.py: the compose nginx.conf on loopback
+from nginx_loopback import nginx as loopback_nginx
+
 SERVICE = ROOT / "examples" / "async-service"
-NGINX_CONF = ROOT / "deploy" / "compose" / "nginx" / "nginx.conf"
 REPLICAS = 3
 TASKS = 50
 #: Each task: 4 steps of 0.5 s, reporting its progress after each.
@@ -139,58 +143,18 @@ def replicas(count: int, redis_url: str, folder: Path) -> Iterator[list[Replica]
 LOG_FORMAT = "$status $request_method $uri tried $upstream_addr got $upstream_status"
 
 
-def failures(folder: Path, port: int) -> list[str]:
-    """nginx's access-log lines of answers that were not 2xx, for the nginx on `port`
-    (499, a client that went away, is wrk stopping with requests in flight)."""
-    lines = (folder / f"access-{port}.log").read_text().splitlines()
-    return [line for line in lines if not line.startswith(("2", "499 "))]
-
-
-def nginx_conf(folder: Path, listen: int, upstreams: list[int]) -> str:
-    """The compose stack's nginx.conf with loopback addresses and every path in `folder`."""
-    text = NGINX_CONF.read_text()
-    servers = "".join(f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=2s;\n"
-                      for port in upstreams)
-    temp_paths = "".join(f"    {name}_temp_path {folder / name};\n"
-                         for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    for pattern, new in [
-        (r"        server service:8091 .*;\n", servers),
-        (r"pid .*;", f"pid {folder / 'nginx.pid'};"),
-        (r"error_log .*;", f"error_log {folder / 'error.log'} warn;"),
-        (r"    access_log .*;\n", f"    log_format bench {LOG_FORMAT!r};\n"
-                                f"    access_log {folder / f'access-{listen}.log'} bench;\n"
-                                + temp_paths),
-        (r"listen 8080;", f"listen 127.0.0.1:{listen};"),
-    ]:
-        text, count = re.subn(pattern, lambda _m, new=new: new, text)
-        if count != 1:
-            raise RuntimeError(f"{NGINX_CONF}: expected one line matching {pattern!r}")
-    return text
-
-
 @contextlib.contextmanager
-def nginx(folder: Path, upstreams: list[int]) -> Iterator[int]:
-    """Debian's nginx in front of `upstreams`, as a plain process; its port."""
-    port = free_port()
-    conf = folder / f"nginx-{port}.conf"
-    conf.write_text(nginx_conf(folder, port, upstreams))
-    folder.chmod(0o755)  # the workers (user nobody) reach their temp folders through it
-    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(folder), "-g", "daemon off;"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        wait_until(lambda: _answers(port), 10, f"nginx on :{port}")
-        yield port
-    finally:
-        proc.send_signal(signal.SIGQUIT)  # nginx's graceful stop
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def nginx(folder: Path, upstreams: list[int]) -> Iterator[Nginx]:
+    """The compose stack's nginx.conf in front of `upstreams`, in a folder of its own."""
+    with loopback_nginx(Path(tempfile.mkdtemp(dir=folder)), upstreams, LOG_FORMAT) as proxy:
+        yield proxy
 
 
-def _answers(port: int) -> bool:
-    return request(port, "GET", "/health")[0] == 200
+def failures(proxy: Nginx) -> list[str]:
+    """nginx's access-log lines of answers that were not 2xx (499, a client that
+    went away, is wrk stopping with requests in flight)."""
+    lines = proxy.access_log.read_text().splitlines()
+    return [line for line in lines if not line.startswith(("2", "499 "))]
 
 
 # --- clients: HTTP, wrk, tasks ---------------------------------------------------------------
@@ -348,7 +312,8 @@ def throughput(folder: Path, redis_port: int) -> dict[int, float]:
     rates = {}
     for count in (1, 2, 3):
         with replicas(count, f"redis://127.0.0.1:{redis_port}/1", folder) as started, \
-                nginx(folder, [r.port for r in started]) as port:
+                nginx(folder, [r.port for r in started]) as proxy:
+            port = proxy.port
             load = Wrk(port, THROUGHPUT_SECONDS)
             load.proc.wait(THROUGHPUT_SECONDS + 30)
             result = load.stop()
@@ -370,7 +335,8 @@ class KillResult:
 
 def kill_one(folder: Path, redis_port: int) -> KillResult:
     with replicas(REPLICAS, f"redis://127.0.0.1:{redis_port}/2", folder) as started, \
-            nginx(folder, [r.port for r in started]) as port:
+            nginx(folder, [r.port for r in started]) as proxy:
+        port = proxy.port
         load = Wrk(port)
         submitted = Submitted()
         for _ in range(TASKS):
@@ -388,7 +354,7 @@ def kill_one(folder: Path, redis_port: int) -> KillResult:
         completed_after = wait_completed(port, submitted.ids)
         paused = watch.paused()
         everywhere = readable_everywhere(submitted.ids, [r.port for r in started])
-        failed = failures(folder, port)
+        failed = failures(proxy)
     return KillResult(result, submitted, completed_after, everywhere, paused, failed)
 
 
@@ -403,7 +369,8 @@ class RollingResult:
 
 def rolling_restart(folder: Path, redis_port: int) -> RollingResult:
     with replicas(REPLICAS, f"redis://127.0.0.1:{redis_port}/3", folder) as started, \
-            nginx(folder, [r.port for r in started]) as port:
+            nginx(folder, [r.port for r in started]) as proxy:
+        port = proxy.port
         load = Wrk(port)
         submitted = Submitted()
         done = threading.Event()
@@ -428,7 +395,7 @@ def rolling_restart(folder: Path, redis_port: int) -> RollingResult:
             poster.join(60)
         result = load.stop()
         completed_after = wait_completed(port, submitted.ids)
-        failed = failures(folder, port)
+        failed = failures(proxy)
     return RollingResult(result, submitted, exits, completed_after, failed)
 
 

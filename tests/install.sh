@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 apt_packages=(subversion openssl
   # the service toolkit's Redis mode (tests/toolkit start a real redis-server)
   redis-server
+  # deploy/compose's nginx.conf, run in front of replicas (tests/test_compose_nginx.py)
+  nginx
   # the container tests (tests/container/build.sh installs these too when run alone)
   podman buildah runc crun fuse-overlayfs slirp4netns uidmap debootstrap
   containernetworking-plugins iptables catatonit
@@ -19,6 +21,13 @@ for pkg in "${apt_packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
+  # Debian starts the servers it installs (nginx on :80, redis on :6379); the
+  # tests start their own on free ports, so none is started here.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
 fi

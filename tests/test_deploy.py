@@ -289,16 +289,51 @@ def test_compose_stop_timeouts_are_in_order() -> None:
 
 
 def test_compose_nginx_reaches_the_replicas() -> None:
-    """nginx's upstream is the service's name and port; its listen port is the one published."""
+    """nginx sends to the service's name and port, resolved while it runs by the server
+    its entrypoint names; its listen port is the one published."""
     conf = (COMPOSE / "nginx" / "nginx.conf").read_text()
     services = compose_service()
     assert services["service"]["deploy"]["replicas"] == 3
     assert "PORT" not in services["service"]["environment"]  # the image's 8091
-    assert "        server service:8091 " in conf
+    assert "set $replicas service:8091;" in conf and "proxy_pass http://$replicas;" in conf
+    assert "include /etc/nginx/resolver.conf;" in conf
+    assert "/etc/nginx/resolver.conf}" in (COMPOSE / "nginx" / "entrypoint.sh").read_text()
     published = services["nginx"]["ports"][0].rsplit(":", 1)[1]
     assert f"listen {published};" in conf
     assert "proxy_next_upstream error timeout" in conf and "non_idempotent" not in conf.split(
         "proxy_next_upstream ", 1)[1].split(";")[0]
+
+
+def nginx_entrypoint(tmp_path: Path, resolv_conf: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """deploy/compose's nginx entrypoint on `resolv_conf`, running `echo started` as
+    its command; (the run, the resolver file it was to write)."""
+    (tmp_path / "resolv.conf").write_text(resolv_conf)
+    out = tmp_path / "resolver.conf"
+    env = {**os.environ, "RESOLV_CONF": str(tmp_path / "resolv.conf"),
+           "NGINX_RESOLVER_CONF": str(out)}
+    run = subprocess.run(["sh", str(COMPOSE / "nginx" / "entrypoint.sh"), "echo", "started"],
+                         env=env, capture_output=True, text=True, timeout=30, check=False)
+    return run, out
+
+
+@pytest.mark.parametrize(("nameserver", "resolver"), [("10.89.0.1", "10.89.0.1"),
+                                                      ("127.0.0.11", "127.0.0.11"),
+                                                      ("fd00::1", "[fd00::1]")])
+def test_nginx_entrypoint_names_the_first_nameserver(tmp_path: Path, nameserver: str,
+                                                     resolver: str) -> None:
+    """podman's (the network's gateway) or docker's (127.0.0.11) server, then nginx runs."""
+    run, out = nginx_entrypoint(tmp_path, f"search dns.podman\nnameserver {nameserver}\n"
+                                          "nameserver 10.255.255.53\noptions ndots:0\n")
+    assert (run.returncode, run.stdout) == (0, "started\n")
+    assert out.read_text() == f"resolver {resolver} valid=1s ipv6=off;\n"
+
+
+def test_nginx_entrypoint_without_a_nameserver_stops_with_an_error(tmp_path: Path) -> None:
+    run, out = nginx_entrypoint(tmp_path, "search dns.podman\n")
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr == (f"error: {tmp_path / 'resolv.conf'} names no nameserver: "
+                          "nginx could not find the replicas\n")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("image", ["nginx", "redis"])

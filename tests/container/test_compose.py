@@ -3,14 +3,17 @@
 Three replicas of the workspace image serving examples/async-service, nginx
 and Redis built FROM the same Debian base: a request through nginx answers
 200, a task completes and every replica reports it (nginx sends each status
-GET to the next replica, so the store is shared), and `down` leaves no
-container, network or volume of the project behind.
+GET to a replica picked afresh, so the store is shared); a rolling restart
+(each replica restarted in turn) fails no GET, and nginx finds the restarted
+replicas at their new addresses; `down` leaves no container, network or
+volume of the project behind.
 """
 
 import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 import urllib.request
 import uuid
@@ -93,17 +96,62 @@ def task_status(url: str) -> str | None:
     return json.loads(answer[1])["status"] if answer and answer[0] == 200 else None
 
 
+class SteadyGets:
+    """GETs through nginx one after another, from start until `stop()`: what a
+    client sees during a rolling restart."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.answers: list[int | None] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            answer = http_get(self.url, timeout=10)
+            self.answers.append(answer[0] if answer else None)
+
+    def stop(self) -> list[int | None]:
+        """Every answer that was not a 200 (None: no answer at all)."""
+        self._done.set()
+        self._thread.join(30)
+        return [status for status in self.answers if status != 200]
+
+
+def replica_ready(name: str) -> bool:
+    """The replica's own /ready, asked inside its container (nginx never asks it)."""
+    probe = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8091/ready', " \
+            "timeout=2)"
+    return podman("exec", name, "python3", "-c", probe, check=False).returncode == 0
+
+
 def test_compose_stack_serves_tasks_and_leaves_nothing(stack: Stack) -> None:
     stack.compose("up", "--detach", "--build", timeout=UP_TIMEOUT)
-    services = podman("ps", "--filter", f"label=io.podman.compose.project={stack.project}",
+    label = f"label=io.podman.compose.project={stack.project}"
+    services = podman("ps", "--filter", label,
                       "--format", '{{index .Labels "com.docker.compose.service"}}').stdout.split()
+    replicas = podman("ps", "--filter", label, "--filter",
+                      "label=com.docker.compose.service=service",
+                      "--format", "{{.Names}}").stdout.split()
     echo = wait_for(lambda: answered_200(stack.url("/echo/compose")), 180,
                     "an answer through nginx")
 
     task_id = post_task(stack.url("/"))
     status_url = stack.url(f"/tasks/{task_id}")
     wait_for(lambda: task_status(status_url) == "completed", 120, "the task to complete")
-    statuses = [task_status(status_url) for _ in range(6)]  # round robin: each replica twice
+    statuses = [task_status(status_url) for _ in range(6)]  # every replica, most likely
+
+    # A rolling restart as deploy/README.md tells it: each replica restarted in
+    # turn, the next once it is ready. A restarted container comes back at a new
+    # address, which nginx must find.
+    load = SteadyGets(stack.url("/echo/rolling"))
+    for name in replicas:
+        podman("restart", "--time", "40", name)
+        wait_for(lambda name=name: replica_ready(name), 60, f"{name} ready again")
+    after_restart = [answered_200(stack.url("/echo/restarted")) is not None for _ in range(6)]
+    failed_during_restart = load.stop()
+
     started = time.monotonic()
     stack.compose("down", "--volumes", "--timeout", "40", timeout=180)
     down_seconds = time.monotonic() - started
@@ -111,5 +159,7 @@ def test_compose_stack_serves_tasks_and_leaves_nothing(stack: Stack) -> None:
     assert sorted(services) == ["nginx", "redis", "service", "service", "service"]
     assert json.loads(echo[1]) == {"echo": "compose"}
     assert statuses == ["completed"] * 6
+    assert failed_during_restart == [], f"of {len(load.answers)} GETs"
+    assert after_restart == [True] * 6
     assert stack.left_behind() == []
     assert down_seconds < 40, f"down took {down_seconds:.1f} s: a container ignored SIGTERM"
