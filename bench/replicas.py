@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,7 +49,7 @@ from common import (
 )
 
 sys.path.insert(0, str(ROOT / "tests"))
-from nginx_loopback import Nginx  # tests/nginx_loopback.py: the compose nginx.conf on loopback
+from nginx_loopback import NGINX, Nginx  # tests/nginx_loopback.py: compose's nginx.conf on loopback
 from nginx_loopback import nginx as loopback_nginx
 
 SERVICE = ROOT / "examples" / "async-service"
@@ -399,7 +400,18 @@ def rolling_restart(folder: Path, redis_port: int) -> RollingResult:
     return RollingResult(result, submitted, exits, completed_after, failed)
 
 
+def require_tools() -> None:
+    """Debian's wrk, nginx and redis-server, or one `error:` line saying what to install."""
+    missing = [tool for tool, found in [("wrk", shutil.which("wrk")), ("nginx", Path(NGINX)),
+                                        ("redis-server", shutil.which("redis-server"))]
+               if not found or not Path(found).exists()]
+    if missing:
+        raise SystemExit(f"error: {', '.join(missing)} missing: "
+                         f"apt-get install -y --no-install-recommends {' '.join(missing)}")
+
+
 def main() -> None:
+    require_tools()
     print(f"{REPLICAS} replicas of examples/async-service behind nginx, tasks in Redis "
           f"{load_note()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-replicas-") as tmp:
