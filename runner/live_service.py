@@ -79,7 +79,7 @@ class LiveService:
 
     @property
     def pid(self) -> int | None:
-        """The runner's process id (its service is its child)."""
+        """The runner's process id (its service runs under it, below a keeper)."""
         return None if self.process is None else self.process.pid
 
     @property
@@ -115,7 +115,7 @@ class LiveService:
             self.stop()
             raise
         self.failure = None
-        self._service_pids = _children(self.process.pid)
+        self._service_pids = _service_processes(self.process.pid)
 
     def restart(self) -> None:
         """Stop the runner and start it again on the same port (a fresh start of everything)."""
@@ -131,7 +131,7 @@ class LiveService:
             process.send_signal(signal.SIGTERM)
             if not _wait_exit(process, self.stop_timeout + STOP_MARGIN):
                 process.kill()
-                for pid in self._service_pids:  # the parent-death signal reaches only the child
+                for pid in self._service_pids:  # now; the keepers would once they see it gone
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(pid, signal.SIGKILL)
         process.wait()
@@ -234,6 +234,12 @@ def _children(pid: int) -> list[int]:
         with contextlib.suppress(OSError):
             found += map(int, (task / "children").read_text().split())
     return found
+
+
+def _service_processes(runner: int) -> list[int]:
+    """The service's processes: the runner's children are keepers (runner/keeper.py),
+    which stay until they have reaped their program; a program is a keeper's child."""
+    return [pid for keeper in _children(runner) for pid in _children(keeper)]
 
 
 def _alive(pid: int) -> bool:

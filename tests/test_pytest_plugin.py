@@ -7,14 +7,18 @@ report's text, the services' process ids afterwards.
 """
 
 import configparser
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 from helpers import ROOT, http_get, pid_alive, wait_for, write_service
+
+from runner.live_service import LiveService, Spec
 
 pytest_plugins = ["pytester"]
 
@@ -335,3 +339,25 @@ def test_the_example_tests_pass() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout
+
+
+def test_a_crash_is_seen_as_soon_as_the_connection_drops(
+    svc: Path, starts: Path, tmp_path: Path
+) -> None:
+    """The test that crashed the service is told at once, while the service's keeper
+    (runner/keeper.py) may still be reaping it. (The keeper was taken for the
+    service: a crash went unseen until the keeper had exited, about 1 run in 8.)"""
+    service = LiveService(Spec(code=str(svc), env=(("STARTS_FILE", str(starts)),)),
+                          tmp_path / "live.log", cwd=tmp_path, timeout=60)
+    seen = []
+    try:
+        for _ in range(5):
+            service.start()
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(service.url + "/crash", timeout=5)
+            seen.append(service.crashed())
+            service.stop()
+    finally:
+        service.stop()
+    assert None not in seen, seen
+    assert [pid for pid in pids(starts) if pid_alive(pid)] == []
