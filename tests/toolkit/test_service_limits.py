@@ -155,15 +155,22 @@ def test_probes_refuse_other_methods_with_405(svc, path: str) -> None:
     assert headers["Allow"] == "GET, HEAD"
 
 
-def test_malformed_request_is_a_problem_too(svc) -> None:
-    """waitress's own error answers (here: a bad request line) are problem+json as well."""
+@pytest.mark.parametrize(("raw", "detail"), [
+    (b"GET /predict HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+     "Content-Length is invalid"),
+    (b"GARBAGE\r\n\r\n", "Start line is invalid"),
+    (b"GET /plain HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", "Invalid header"),
+    (b"get /plain HTTP/1.1\r\nHost: x\r\n\r\n", 'Malformed HTTP method "get"')])
+def test_malformed_request_is_a_problem_too(svc, raw: bytes, detail: str) -> None:
+    """waitress's own error answers are problem+json as well, also for a request it
+    could not parse as far as its path (the connection was dropped unanswered)."""
     with socket.create_connection(("127.0.0.1", svc.port), timeout=10) as sock:
-        sock.sendall(b"GET /predict HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+        sock.sendall(raw)
         answer = _read_all(sock)
     head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 400 ")
+    assert head.split(b"\r\n")[0].split(b" ")[1:2] == [b"400"], answer
     assert b"Content-Type: application/problem+json" in head
-    assert json.loads(body)["status"] == 400
+    assert json.loads(body)["status"] == 400 and json.loads(body)["detail"] == detail
 
 
 def test_parameterised_routes_and_plain_flask_routes_work(svc) -> None:

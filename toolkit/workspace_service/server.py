@@ -185,7 +185,8 @@ class _Server(TcpWSGIServer):
 
     def add_task(self, channel: HTTPChannel) -> None:
         request = channel.requests[0]
-        if request.path in self.probe_paths and not request.error:
+        # An error first: a request that failed to parse early has no `path`.
+        if not request.error and request.path in self.probe_paths:
             self.probe_dispatcher.add_task(channel)
         else:
             self.task_dispatcher.add_task(channel)
