@@ -71,6 +71,15 @@ def test_invalid_json_is_400(svc) -> None:
     assert "not valid JSON" in problem(status, headers, body)["detail"]
 
 
+def test_json_nested_too_deeply_is_400_not_a_crash(svc) -> None:
+    """A JSON bomb of 100 000 nested arrays (200 kB, a route without a size limit):
+    Python's parser gives up with RecursionError, which was a 500."""
+    status, headers, body = post_json(svc, "/batch", b"[" * 100_000 + b"]" * 100_000)
+    assert status == 400
+    assert problem(status, headers, body)["detail"] == \
+        "the body is not valid JSON: it is nested too deeply"
+
+
 def test_json_that_is_not_an_object_is_400(svc) -> None:
     status, headers, body = post_json(svc, "/predict", b"[1, 2]")
     assert status == 400
