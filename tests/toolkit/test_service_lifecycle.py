@@ -3,6 +3,7 @@
 import http.client
 import json
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -78,6 +79,47 @@ def test_probes_answer_while_every_request_thread_is_busy(start_service,
     assert ready == (200, {"status": "ready"})
     assert scrape is not None and scrape[0] == 200 and b"http_requests_in_flight" in scrape[1]
     assert probe_seconds < 1
+
+
+def test_probes_answer_while_many_clients_are_connected(start_service, tmp_path: Path) -> None:
+    """150 clients connected at once (a burst of callers, a proxy's pool): waitress's
+    default limit, 100 connections, stopped accepting any more, so the probes of a
+    busy, healthy service timed out."""
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path))
+    clients = []
+    try:
+        for _ in range(150):
+            client = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+            client.sendall(b"GET /plain HTTP/1.1\r\nHost: x\r\n")  # a request under way
+            clients.append(client)
+        started = time.monotonic()
+        health = get(svc, "/health", timeout=2)
+        probe_seconds = time.monotonic() - started
+    finally:
+        for client in clients:
+            client.close()
+    assert health == (200, {"health": "true", "status": "ok"})
+    assert probe_seconds < 1
+
+
+def test_a_low_open_files_limit_lowers_the_connection_limit(start_service,
+                                                           tmp_path: Path) -> None:
+    """`ulimit -n 250` leaves room for 150 connections beside the service's own files:
+    more would make accept() fail, and waitress retry it in a busy loop."""
+    limited = "import resource\nresource.setrlimit(resource.RLIMIT_NOFILE, (250, 250))\n"
+    svc = start_service(limited + STANDARD, GATE_DIR=str(tmp_path))
+    clients = []
+    try:
+        for _ in range(200):
+            clients.append(socket.create_connection(("127.0.0.1", svc.port), timeout=5))
+        wait_for(lambda: "no longer accepting" in svc.output, 5, "the limit to be reached")
+    finally:
+        for client in clients:
+            client.close()
+    health = wait_for(lambda: get(svc, "/health", timeout=1), 5, "the service to answer")
+    assert "CONNECTION_LIMIT 1000 lowered to 150: at most 250 files may be open" in svc.output
+    assert "accept() threw an exception" not in svc.output
+    assert health == (200, {"health": "true", "status": "ok"})
 
 
 @pytest.mark.parametrize("variable", ["API_PREFIX", "LAB_SERVICE_PATH"])
@@ -247,7 +289,7 @@ def test_serve_any_wsgi_app_keeps_its_own_health_and_drains(start_service,
 
 @pytest.mark.parametrize(("variable", "value", "says"), [
     ("DRAIN_DELAY", "soon", "be a number"), ("PORT", "-1", "be at least 0"),
-    ("THREADS", "0", "be at least 1")])
+    ("THREADS", "0", "be at least 1"), ("CONNECTION_LIMIT", "0", "be at least 1")])
 def test_a_bad_setting_is_one_error_line_at_start(start_service, tmp_path: Path,
                                                   variable: str, value: str, says: str) -> None:
     svc = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), **{variable: value})

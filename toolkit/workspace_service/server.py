@@ -15,6 +15,7 @@ would time out and get a healthy, merely busy service restarted.
 
 import logging
 import os
+import resource
 import select
 import signal
 import sys
@@ -43,6 +44,8 @@ FAILED_EXIT_DELAY = 1.0
 FIRST_REQUEST_GRACE = 1.0
 #: At most one "Task queue depth" warning per this many seconds (waitress: one per request).
 QUEUE_WARNING_INTERVAL = 1.0
+#: Open files kept free of connections: modules, the task store, the service's own files.
+FILES_RESERVED = 100
 _STARTUP_FAILED = 0  # the byte written to the wake-up pipe when startup raised
 #: Set in the WSGI environ to close the connection after the answer (WSGI apps may not
 #: send `Connection` themselves): when unread bytes of a refused body would follow.
@@ -252,6 +255,10 @@ def run(app: Callable, settings: Settings, lifecycle: Lifecycle, *, probe_paths:
     wake = _stop_signal_pipe()  # before the port opens: from then on a stop is graceful
     adj = Adjustments(host=settings.host, port=settings.port, threads=settings.threads,
                       channel_timeout=max(1, int(settings.keepalive_timeout)),
+                      # waitress's 100 connections let a burst of clients lock the probes
+                      # out; select() cannot watch past descriptor 1024, poll() can
+                      connection_limit=_connection_limit(settings.connection_limit),
+                      asyncore_use_poll=True,
                       # how often idle connections are looked for (waitress: every 30 s)
                       cleanup_interval=max(1, min(30, int(settings.keepalive_timeout / 2))),
                       ident="workspace-service")
@@ -275,6 +282,23 @@ def run(app: Callable, settings: Settings, lifecycle: Lifecycle, *, probe_paths:
     _wait_until(time.monotonic() + settings.drain_delay, wake.read_end)
     server.trigger.pull_trigger(server.stop_accepting)
     return _drain(server, work, time.monotonic() + settings.drain_timeout)
+
+
+def _connection_limit(wanted: int) -> int:
+    """`wanted`, after raising the soft open-files limit for it as far as the hard one
+    allows; fewer when that is not enough: past it accept() fails, and waitress logs
+    the failure and retries at once, a busy loop."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + FILES_RESERVED
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return wanted
+    limit = max(1, soft - FILES_RESERVED)
+    log.warning("CONNECTION_LIMIT %d lowered to %d: at most %d files may be open (ulimit -n)",
+                wanted, limit, soft)
+    return limit
 
 
 def _drain(server: _Server, work: Drainable, deadline: float) -> int:
