@@ -37,6 +37,19 @@ from .base import (
 MAINTENANCE_CHANCE = 100_000
 CONNECT_TIMEOUT = 5  # seconds: a REDIS_URL that points at nothing fails fast
 
+# Record a new queued task, or with an idempotency key (KEYS[2]) that names a
+# task still on record, return that task's id instead: one step, so that two
+# requests with one key never both make a task.
+_CREATE = """
+if KEYS[2] then
+  local earlier = redis.call('GET', KEYS[2])
+  if earlier and redis.call('EXISTS', ARGV[3] .. earlier) == 1 then return earlier end
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return ARGV[1]
+"""
 # Claim a task for a run: only one that is not finished yet (a re-delivered
 # message of a completed task does nothing). Returns its input, or nil.
 _CLAIM = """
@@ -101,6 +114,7 @@ class RedisBackend(TaskBackend):
         self.broker = RedisBroker(client=self.client, namespace=f"{self.namespace}:queue",
                                   heartbeat_timeout=int(self.heartbeat_timeout * 1000),
                                   maintenance_chance=MAINTENANCE_CHANCE, middleware=[])
+        self._create = self.client.register_script(_CREATE)
         self._claim = self.client.register_script(_CLAIM)
         self._finish = self.client.register_script(_FINISH)
         self._update = self.client.register_script(_UPDATE)
@@ -124,22 +138,19 @@ class RedisBackend(TaskBackend):
     def create(self, endpoint: str, body: bytes, content_type: str,
                idempotency_key: str | None) -> TaskRecord:
         task_id = uuid.uuid4().hex
-        ttl = max(1, int(self.ttl))
-        if idempotency_key is not None:
-            key = f"{self.namespace}:idempotency:{endpoint}:{idempotency_key}"
-            if not self.client.set(key, task_id, nx=True, ex=ttl):
-                earlier = self.get(self.client.get(key).decode())
-                if earlier is not None:
-                    return earlier
-                self.client.set(key, task_id, ex=ttl)  # the earlier task expired
         now = time.time()
-        with self.client.pipeline() as record:  # MULTI/EXEC: never a record without its TTL
-            record.hset(self._key(task_id), mapping={
-                "task_id": task_id, "endpoint": endpoint, "status": QUEUED, "message": "",
-                "progress": "", "result": "", "error": "", "created": now, "updated": now,
-                "body": body, "content_type": content_type})
-            record.expire(self._key(task_id), ttl)
-            record.execute()
+        fields = {"task_id": task_id, "endpoint": endpoint, "status": QUEUED, "message": "",
+                  "progress": "", "result": "", "error": "", "created": now, "updated": now,
+                  "body": body, "content_type": content_type}
+        keys = [self._key(task_id)]
+        if idempotency_key is not None:
+            keys.append(f"{self.namespace}:idempotency:{endpoint}:{idempotency_key}")
+        made = self._create(keys=keys, args=[task_id, max(1, int(self.ttl)), self._key(""),
+                                             *(x for pair in fields.items() for x in pair)])
+        if made.decode() != task_id:  # the key's earlier task
+            earlier = self.get(made.decode())
+            # None: it expired a moment ago; the key may now have a task of its own
+            return earlier or self.create(endpoint, body, content_type, idempotency_key)
         self._actors[endpoint].send(task_id)
         record = self.get(task_id)
         assert record is not None
