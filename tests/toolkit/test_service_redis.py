@@ -1,5 +1,6 @@
 """Tasks through a real redis-server (REDIS_URL): replicas share the queue and the records."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import TOOLKIT
-from helpers import free_port, wait_for
+from helpers import free_port, http_get, wait_for
+from test_service_limits import request
 from test_service_tasks import post_task, runs, status_of, wait_status
 from toolkit_services import STANDARD, open_gate
 
@@ -134,3 +136,28 @@ def test_a_finished_task_expires_from_redis_after_task_ttl(start_service, redis_
     ttl = redis.Redis.from_url(redis_url).ttl(f"workspace-service:standard:task:{doc['task_id']}")
     wait_for(lambda: svc.get_json(f"/tasks/{doc['task_id']}")[0] == 404, 5, "the expiry")
     assert 0 < ttl <= 1
+
+
+def test_a_redis_gone_away_is_503_problem_and_tasks_work_again_when_it_is_back(
+        start_service, redis_server, tmp_path: Path) -> None:
+    """redis-server stopped while the service runs: task routes say 503 + Retry-After (it
+    was a 500 and a traceback per request), the rest of the service and the scrape work,
+    and once Redis is back tasks are taken and run again."""
+    svc = start_service(STANDARD, REDIS_URL=redis_server.url, GATE_DIR=str(tmp_path))
+    redis_server.stop()
+    before = len(svc.output)
+    refused = (request(svc, "POST", "/batch", b"{}", {"Content-Type": "application/json"}),
+               request(svc, "GET", "/tasks/abc"))
+    scrape, echo = http_get(svc.url("/metrics")), http_get(svc.url("/echo/x"))
+    redis_server.start()
+    status, _, doc = post_task(svc, {"numbers": [2, 3]})
+    done = wait_status(svc, doc["task_id"], "completed", timeout=20)
+    for answer_status, headers, body in refused:
+        assert (answer_status, headers["Retry-After"]) == (503, "1")
+        assert headers["Content-Type"] == "application/problem+json"
+        assert json.loads(body)["detail"] == "the task store does not answer; retry shortly"
+    assert scrape[0] == 200 and b"http_requests_total" in scrape[1]
+    assert echo == (200, b'{"text":"x"}\n')
+    assert "Traceback" not in svc.output[before:]
+    assert "task store unavailable: ConnectionError: Error 111 connecting" in svc.output
+    assert status == 202 and done["result"] == {"sum": 5}

@@ -5,9 +5,12 @@ refusals by reason, and tasks by status: `tasks{status="queued"}` is the
 signal an autoscaler scales workers on.
 """
 
+import logging
 from typing import Any
 
-from .tasks.base import TaskBackend
+from .tasks.base import TaskBackend, TaskStoreUnavailable
+
+log = logging.getLogger("workspace_service")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Latency buckets (seconds): from a cached answer to a slow model call.
@@ -65,8 +68,13 @@ class _TaskCollector:
     def collect(self) -> Any:
         from prometheus_client.core import GaugeMetricFamily
 
+        try:
+            counts = self.tasks.counts()
+        except TaskStoreUnavailable as exc:  # the request metrics are still worth a scrape
+            log.warning("task store unavailable: %s (no tasks metric in this scrape)", exc)
+            return
         family = GaugeMetricFamily("tasks", "Tasks by status (queued: waiting for a worker)",
                                    labels=["status"])
-        for status, count in self.tasks.counts().items():
+        for status, count in counts.items():
             family.add_metric([status], count)
         yield family

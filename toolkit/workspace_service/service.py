@@ -35,7 +35,7 @@ from .limits import RETRY_AFTER, Limits, Rejected
 from .metrics import Metrics
 from .probes import Probes, probe_paths
 from .settings import Settings, SettingsError, default_tasks_db
-from .tasks.base import TaskBackend, TaskFunction, TaskStoreError
+from .tasks.base import TaskBackend, TaskFunction, TaskStoreError, TaskStoreUnavailable
 
 log = logging.getLogger("workspace_service")
 TASK_STATUS_RULE = "/tasks/<task_id>"
@@ -74,6 +74,7 @@ class Service:
         self._openapi: dict | None = None
         self.app.register_error_handler(problems.Problem, self._problem)
         self.app.register_error_handler(HTTPException, self._http_error)
+        self.app.register_error_handler(TaskStoreUnavailable, self._store_unavailable)
         self.app.register_error_handler(Exception, self._crash)
         self.app.before_request(_note_route)
         self.app.add_url_rule("/openapi.json", view_func=self._openapi_document)
@@ -263,6 +264,12 @@ class Service:
     def _http_error(self, exc: HTTPException) -> flask.Response:
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         return _problem_response(exc.code or 500, exc.description or "", headers)
+
+    def _store_unavailable(self, exc: TaskStoreUnavailable) -> flask.Response:
+        log.warning("task store unavailable: %s (%s %s answered 503)", exc,
+                    flask.request.method, flask.request.path)
+        return self._problem(Rejected(503, "the task store does not answer; retry shortly",
+                                      "task_store", {"Retry-After": RETRY_AFTER}))
 
     def _crash(self, exc: Exception) -> flask.Response:
         rid = flask.request.headers.get("X-Request-ID", "")

@@ -29,6 +29,11 @@ class TaskStoreError(Exception):
     """The store cannot be used (an unwritable TASKS_DB, a Redis that does not answer)."""
 
 
+class TaskStoreUnavailable(Exception):
+    """The store stopped answering while serving (Redis went away): the request is
+    answered 503, to retry; the next request tries the store again."""
+
+
 @dataclass
 class TaskRecord:
     """What `GET /tasks/<id>` tells about one task."""

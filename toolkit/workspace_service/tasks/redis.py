@@ -17,6 +17,8 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,6 +32,7 @@ from .base import (
     TaskInput,
     TaskRecord,
     TaskStoreError,
+    TaskStoreUnavailable,
 )
 
 #: How often (per million Redis commands) a worker looks for dead workers'
@@ -137,6 +140,11 @@ class RedisBackend(TaskBackend):
 
     def create(self, endpoint: str, body: bytes, content_type: str,
                idempotency_key: str | None) -> TaskRecord:
+        with _answering():
+            return self._create_record(endpoint, body, content_type, idempotency_key)
+
+    def _create_record(self, endpoint: str, body: bytes, content_type: str,
+                       idempotency_key: str | None) -> TaskRecord:
         task_id = uuid.uuid4().hex
         now = time.time()
         fields = {"task_id": task_id, "endpoint": endpoint, "status": QUEUED, "message": "",
@@ -157,7 +165,8 @@ class RedisBackend(TaskBackend):
         return record
 
     def get(self, task_id: str) -> TaskRecord | None:
-        values = self.client.hmget(self._key(task_id), _FIELDS)
+        with _answering():
+            values = self.client.hmget(self._key(task_id), _FIELDS)
         if values[0] is None:
             return None
         raw = dict(zip(_FIELDS, (v.decode() for v in values), strict=True))
@@ -188,8 +197,10 @@ class RedisBackend(TaskBackend):
         """Queued: messages waiting in the queues (what every replica shares);
         running: this replica's."""
         counts = dict.fromkeys(STATUSES, 0)
-        for endpoint in self.functions:
-            counts[QUEUED] += self.client.llen(f"{self.namespace}:queue:{_queue_name(endpoint)}")
+        with _answering():
+            for endpoint in self.functions:
+                counts[QUEUED] += self.client.llen(
+                    f"{self.namespace}:queue:{_queue_name(endpoint)}")
         counts[RUNNING] = self.busy()
         del counts[COMPLETED], counts[FAILED]  # kept per task with its TTL, not counted here
         return counts
@@ -208,6 +219,18 @@ class RedisBackend(TaskBackend):
         for task_id in self.running():
             self.client.hset(self._key(task_id), mapping={"status": QUEUED,
                                                           "updated": time.time()})
+
+
+@contextmanager
+def _answering() -> Iterator[None]:
+    """A Redis that does not answer, as `TaskStoreUnavailable` (a 503, not a 500 and a
+    traceback); redis-py connects again at the next command."""
+    import redis
+
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise TaskStoreUnavailable(f"{type(exc).__name__}: {exc}") from None
 
 
 def _queue_name(endpoint: str) -> str:
