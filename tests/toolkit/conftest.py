@@ -120,10 +120,12 @@ def _factory(tmp_path: Path) -> Iterator[ServiceFactory]:
 
 
 class RedisServer:
-    """A real redis-server (Debian's package) on a free port, without persistence;
-    `stop()` and `start()` again keep the port (a Redis that goes away and comes back)."""
+    """A real redis-server (Debian's package) on a free port; `stop()` and `start()`
+    again keep the port and, when `persistent`, the data (an append-only file synced
+    at every write): a Redis that goes away and comes back."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, persistent: bool = False) -> None:
+        self.persistent = persistent
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             pytest.fail("redis-server is missing: run tests/install.sh")
@@ -135,7 +137,8 @@ class RedisServer:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
+             "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always",
+             "--dir", str(self.folder)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
         client = redis.Redis(port=self.port)
@@ -154,8 +157,8 @@ class RedisServer:
 
 
 @contextmanager
-def _redis(folder: Path) -> Iterator[RedisServer]:
-    server = RedisServer(folder)
+def _redis(folder: Path, persistent: bool = False) -> Iterator[RedisServer]:
+    server = RedisServer(folder, persistent)
     try:
         server.start()
         yield server
@@ -172,6 +175,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A redis-server of the test's own, which the test may stop and start again."""
-    with _redis(tmp_path_factory.mktemp("redis")) as server:
+    """A redis-server of the test's own, which the test may stop and start again; it
+    keeps its data."""
+    with _redis(tmp_path_factory.mktemp("redis"), persistent=True) as server:
         yield server

@@ -161,3 +161,35 @@ def test_a_redis_gone_away_is_503_problem_and_tasks_work_again_when_it_is_back(
     assert "Traceback" not in svc.output[before:]
     assert "task store unavailable: ConnectionError: Error 111 connecting" in svc.output
     assert status == 202 and done["result"] == {"sum": 5}
+
+
+def test_a_task_that_ends_while_redis_is_away_is_recorded_once_it_is_back(
+        start_service, redis_server, tmp_path: Path) -> None:
+    """The task finished while redis-server was stopped: its end could not be written,
+    dramatiq dead-lettered the message and the record said `running` for a day."""
+    svc = start_service(STANDARD, REDIS_URL=redis_server.url, GATE_DIR=str(tmp_path))
+    _, _, doc = post_task(svc, {"numbers": [4, 4], "gate": "while-away"})
+    wait_status(svc, doc["task_id"], "running")
+    redis_server.stop()
+    open_gate(tmp_path, "while-away")
+    wait_for(lambda: "cannot record the end of task" in svc.output, 5, "the task to end")
+    redis_server.start()
+    done = wait_status(svc, doc["task_id"], "completed", timeout=10)
+    assert done["result"] == {"sum": 8}
+    assert runs(tmp_path, doc["task_id"]) == 1
+
+
+def test_a_drain_that_times_out_while_redis_is_away_exits_cleanly(
+        start_service, redis_server, tmp_path: Path) -> None:
+    """The running task cannot be put back to `queued` (Redis is away): the drain says
+    so and exits 0; the message, never acknowledged, is delivered again anyway."""
+    svc = start_service(STANDARD, REDIS_URL=redis_server.url, GATE_DIR=str(tmp_path),
+                        DRAIN_TIMEOUT="0.3")
+    _, _, doc = post_task(svc, {"numbers": [1], "gate": "never"})
+    wait_status(svc, doc["task_id"], "running")
+    redis_server.stop()
+    svc.signal(signal.SIGTERM)
+    code = svc.wait(10)
+    assert code == 0
+    assert "Traceback" not in svc.output
+    assert f"cannot put task {doc['task_id']} back to queued" in svc.output

@@ -13,11 +13,12 @@ again, unless its record already says `completed` or `failed`.
 """
 
 import json
+import logging
 import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -39,6 +40,8 @@ from .base import (
 #: messages; dramatiq's default (1000) can take minutes on a quiet queue.
 MAINTENANCE_CHANCE = 100_000
 CONNECT_TIMEOUT = 5  # seconds: a REDIS_URL that points at nothing fails fast
+RETRY_SECONDS = 0.5  # how often a worker tries again to write to a Redis that went away
+log = logging.getLogger("workspace_service.tasks")
 
 # Record a new queued task, or with an idempotency key (KEYS[2]) that names a
 # task still on record, return that task's id instead: one step, so that two
@@ -178,20 +181,27 @@ class RedisBackend(TaskBackend):
             updated=float(raw["updated"]))
 
     def update(self, task_id: str, message: str, progress: float | None) -> None:
-        self._update(keys=[self._key(task_id)],
-                     args=[message, time.time(), "" if progress is None else progress])
+        """Progress is news, not work: a Redis away for a moment does not fail the task."""
+        try:
+            with _answering():
+                self._update(keys=[self._key(task_id)],
+                             args=[message, time.time(), "" if progress is None else progress])
+        except TaskStoreUnavailable as exc:
+            log.warning("task %s: progress not recorded: %s", task_id, exc)
 
     def claim(self, task_id: str) -> TaskInput | None:
-        row = self._claim(keys=[self._key(task_id)], args=[time.time()])
+        row = _until_answered(f"claim task {task_id}", lambda: self._claim(
+            keys=[self._key(task_id)], args=[time.time()]))
         if row is None:
             return None
         endpoint, body, content_type = row
         return TaskInput(task_id, endpoint.decode(), body or b"", content_type.decode())
 
     def finish(self, task_id: str, status: str, result: Any, error: str | None) -> None:
-        self._finish(keys=[self._key(task_id)], args=[
-            status, "" if result is None else json.dumps(result), error or "", time.time(),
-            1.0 if status == COMPLETED else "", max(1, int(self.ttl))])
+        args = [status, "" if result is None else json.dumps(result), error or "", time.time(),
+                1.0 if status == COMPLETED else "", max(1, int(self.ttl))]
+        _until_answered(f"record the end of task {task_id}",
+                        lambda: self._finish(keys=[self._key(task_id)], args=args))
 
     def counts(self) -> dict[str, int]:
         """Queued: messages waiting in the queues (what every replica shares);
@@ -217,8 +227,13 @@ class RedisBackend(TaskBackend):
         """The unfinished tasks go back to `queued`; their messages, never acknowledged,
         are re-delivered once this replica's heartbeat is missed."""
         for task_id in self.running():
-            self.client.hset(self._key(task_id), mapping={"status": QUEUED,
-                                                          "updated": time.time()})
+            try:
+                with _answering():
+                    self.client.hset(self._key(task_id), mapping={"status": QUEUED,
+                                                                  "updated": time.time()})
+            except TaskStoreUnavailable as exc:  # it says `running`: a new run claims that too
+                log.warning("cannot put task %s back to queued (%s); its message is "
+                            "delivered again all the same", task_id, exc)
 
 
 @contextmanager
@@ -231,6 +246,22 @@ def _answering() -> Iterator[None]:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise TaskStoreUnavailable(f"{type(exc).__name__}: {exc}") from None
+
+
+def _until_answered(what: str, call: Callable[[], Any]) -> Any:
+    """`call()`, tried again every `RETRY_SECONDS` while Redis does not answer.
+
+    A worker must not raise for that: dramatiq (without its retry middleware) would
+    dead-letter the message, and the record would stay `queued` or `running`. Waiting
+    keeps the task counted as running; a drain that times out leaves its message
+    unacknowledged, so another replica runs it again."""
+    while True:
+        try:
+            with _answering():
+                return call()
+        except TaskStoreUnavailable as exc:
+            log.warning("cannot %s: %s; trying again in %g s", what, exc, RETRY_SECONDS)
+            time.sleep(RETRY_SECONDS)
 
 
 def _queue_name(endpoint: str) -> str:
