@@ -197,6 +197,17 @@ def test_request_id_is_echoed_and_logged(svc) -> None:
              "the access log line")
 
 
+def test_a_path_with_line_breaks_cannot_forge_log_lines(svc) -> None:
+    """`%0A` in a path is a line break once decoded: it began a line of the client's
+    choosing in the access log. Control characters are logged percent-encoded."""
+    forged = "2026-01-01 00:00:00,000 INFO workspace_service: FORGED"
+    status, _, _ = request(svc, "GET", "/echo/a%0A" + forged.replace(" ", "%20") + "%1B[2J")
+    wait_for(lambda: "GET /echo/a%0A2026-01-01 00:00:00,000 INFO workspace_service: FORGED"
+             "%1B[2J 200" in svc.output, 5, "the access line")
+    assert status == 200
+    assert not [line for line in svc.output.splitlines() if line.startswith(forged)]
+
+
 def test_one_more_than_max_concurrent_gets_exactly_one_503(svc, gates: Path) -> None:
     """max_concurrent=2, three requests held at once: exactly one refused, at once."""
     results: list[tuple[int, Message, bytes]] = []

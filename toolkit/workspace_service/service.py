@@ -28,7 +28,7 @@ import flask
 from werkzeug.exceptions import HTTPException
 
 from . import metrics, openapi, problems, server
-from .accesslog import ROUTE_KEY, AccessLog
+from .accesslog import ROUTE_KEY, AccessLog, printable
 from .basepath import BasePath
 from .lifecycle import FAILED, STARTING, Lifecycle
 from .limits import RETRY_AFTER, Limits, Rejected
@@ -267,14 +267,14 @@ class Service:
 
     def _store_unavailable(self, exc: TaskStoreUnavailable) -> flask.Response:
         log.warning("task store unavailable: %s (%s %s answered 503)", exc,
-                    flask.request.method, flask.request.path)
+                    flask.request.method, printable(flask.request.path))
         return self._problem(Rejected(503, "the task store does not answer; retry shortly",
                                       "task_store", {"Retry-After": RETRY_AFTER}))
 
     def _crash(self, exc: Exception) -> flask.Response:
         rid = flask.request.headers.get("X-Request-ID", "")
-        log.error("request %s %s (id %s) failed", flask.request.method, flask.request.path,
-                  rid, exc_info=exc)
+        log.error("request %s %s (id %s) failed", flask.request.method,
+                  printable(flask.request.path), rid, exc_info=exc)
         return _problem_response(500, f"the handler failed; the service log has the details"
                                  f" (request id {rid})", {})
 
