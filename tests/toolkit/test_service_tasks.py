@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TOOLKIT
-from helpers import wait_for
+from helpers import http_get, wait_for
 from toolkit_services import STANDARD, open_gate
 
 
@@ -179,3 +179,27 @@ def test_without_tasks_db_tasks_go_to_data_or_the_user_cache(start_service,
     with sqlite3.connect(expected) as db:
         assert db.execute("SELECT status FROM tasks WHERE task_id = ?",
                           (doc["task_id"],)).fetchone() == ("completed",)
+
+
+def test_a_result_json_cannot_carry_fails_the_task(start_service) -> None:
+    """NaN (a model's favourite float) was stored, and the status document then said
+    `"result": {"score": NaN}`: not JSON (RFC 8259), which strict clients cannot parse."""
+    svc = start_service("""
+        from workspace_service import Service
+        svc = Service("results")
+
+        @svc.task("/batch", content_types=["application/json"])
+        def batch(task):
+            return {"nan": {"score": float("nan")}, "object": {"when": object()}}[
+                task.input["kind"]]
+
+        svc.serve()
+    """)
+    ids = {kind: post_task(svc, {"kind": kind})[2]["task_id"] for kind in ("nan", "object")}
+    failed = {kind: wait_status(svc, task_id, "failed") for kind, task_id in ids.items()}
+    raw = http_get(svc.url(f"/tasks/{ids['nan']}"))[1]
+    assert failed["nan"]["error"] == "ValueError: Out of range float values are not JSON " \
+        "compliant"
+    assert failed["object"]["error"] == "TypeError: Object of type object is not JSON " \
+        "serializable"
+    assert b"NaN" not in raw

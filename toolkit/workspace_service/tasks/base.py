@@ -163,7 +163,7 @@ class TaskBackend(Drainable, ABC):
         started = time.monotonic()
         try:
             result = function(Task(self, claimed))
-            json.dumps(result)  # a result that cannot be stored fails the task, here
+            json.dumps(result, allow_nan=False)  # a result JSON cannot carry fails the task
         except Exception as exc:
             log.exception("task %s (%s) failed", claimed.task_id, claimed.endpoint)
             self.finish(claimed.task_id, FAILED, None, f"{type(exc).__name__}: {exc}")
