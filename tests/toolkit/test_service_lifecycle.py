@@ -1,7 +1,10 @@
 """Health, readiness, base paths, keep-alive and the drain of a real service process."""
 
+import ctypes
 import http.client
 import json
+import os
+import platform
 import signal
 import socket
 import threading
@@ -11,6 +14,9 @@ from pathlib import Path
 import pytest
 from helpers import http_get, wait_for
 from toolkit_services import STANDARD, entered, open_gate
+
+#: The tgkill system call's number (Linux): a signal to one thread of a process.
+SYS_TGKILL = {"x86_64": 234, "aarch64": 131}[platform.machine()]
 
 
 def get(svc, path: str, timeout: float = 5) -> tuple[int, dict] | None:
@@ -57,6 +63,37 @@ def test_a_stop_during_startup_exits_0_without_becoming_ready(start_service,
     code = svc.wait(10)
     assert code == 0
     assert "workspace_service: ready" not in svc.output
+
+
+def test_a_stop_signal_taken_by_any_thread_drains(start_service, tmp_path: Path) -> None:
+    """The kernel gives a process's signal to any of its threads. Python runs handlers
+    in the main thread only, between two bytecodes, and the main thread was blocked
+    reading its wake-up pipe: a SIGTERM that another thread took was never acted on
+    (the service ran on until SIGKILL; ~1 stop in 3 while startup was busy). tgkill
+    sends it to one thread that is not the main one."""
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path))
+    pid = svc.proc.pid
+    thread = next(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(SYS_TGKILL, pid, thread, signal.SIGTERM) == 0, ctypes.get_errno()
+    code = svc.wait(5)
+    assert code == 0
+    assert "SIGTERM: not ready" in svc.output
+
+
+def test_a_signal_the_service_handles_itself_is_not_a_stop(start_service,
+                                                          tmp_path: Path) -> None:
+    """Every signal with a Python handler reaches the wake-up pipe: SIGUSR1, which the
+    service's own code handles, must not start a drain."""
+    handles_usr1 = "import signal\nsignal.signal(signal.SIGUSR1, lambda *_: print('usr1'))\n"
+    svc = start_service(handles_usr1 + STANDARD, GATE_DIR=str(tmp_path))
+    svc.signal(signal.SIGUSR1)
+    wait_for(lambda: "usr1" in svc.output, 5, "the service's own handler")
+    ready = get(svc, "/ready")
+    svc.signal(signal.SIGTERM)
+    code = svc.wait(5)
+    assert ready == (200, {"status": "ready"})
+    assert code == 0
 
 
 def test_probes_answer_while_every_request_thread_is_busy(start_service,

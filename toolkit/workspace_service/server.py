@@ -46,7 +46,8 @@ FIRST_REQUEST_GRACE = 1.0
 QUEUE_WARNING_INTERVAL = 1.0
 #: Open files kept free of connections: modules, the task store, the service's own files.
 FILES_RESERVED = 100
-_STARTUP_FAILED = 0  # the byte written to the wake-up pipe when startup raised
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+_STARTUP_FAILED = 0  # the byte written to the wake-up pipe when startup raised (no signal)
 #: Set in the WSGI environ to close the connection after the answer (WSGI apps may not
 #: send `Connection` themselves): when unread bytes of a refused body would follow.
 CLOSE_KEY = "workspace_service.close_connection"
@@ -270,7 +271,7 @@ def run(app: Callable, settings: Settings, lifecycle: Lifecycle, *, probe_paths:
         started(lambda cause: _startup_failed(wake.write_end, causes, cause))
     else:
         lifecycle.ready()
-    signum = os.read(wake.read_end, 1)[0]
+    signum = _next_stop(wake.read_end)
     if signum == _STARTUP_FAILED:
         accesslog.flush()
         log.error("startup failed: %s: exiting 1", causes[0])
@@ -324,6 +325,14 @@ def _wait_until(deadline: float, read_end: int) -> None:
             os.read(read_end, 1)
 
 
+def _next_stop(read_end: int) -> int:
+    """The next stop signal's number, or `_STARTUP_FAILED`; any other signal the app
+    gave a handler of its own is written to the pipe too, and passed over here."""
+    while (signum := os.read(read_end, 1)[0]) not in STOP_SIGNALS | {_STARTUP_FAILED}:
+        pass
+    return signum
+
+
 def _startup_failed(write_end: int, causes: list[str], cause: str) -> None:
     causes.append(cause)
     time.sleep(FAILED_EXIT_DELAY)  # let probes and the log show the failure first
@@ -338,10 +347,15 @@ class _Pipe:
 def _stop_signal_pipe() -> _Pipe:
     """A pipe that receives the number of each SIGTERM/SIGINT.
 
-    The handler only writes one byte, safe whatever the main thread is doing
-    when the signal comes; the real work happens after `os.read` returns.
+    The byte is written by the interpreter's C-level handler (`set_wakeup_fd`), in
+    whichever thread the kernel gave the signal to. A Python handler would not do:
+    it runs in the main thread only, between two bytecodes, and the main thread is
+    blocked in `os.read` of this very pipe; a signal another thread took was lost.
+    The Python handlers do nothing but keep the signals from ending the process.
     """
     pipe = _Pipe()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda n, _frame: os.write(pipe.write_end, bytes([n])))
+    os.set_blocking(pipe.write_end, False)
+    signal.set_wakeup_fd(pipe.write_end, warn_on_full_buffer=False)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda _n, _frame: None)
     return pipe
