@@ -108,6 +108,28 @@ def test_chunked_body_growing_past_the_limit_is_413(svc) -> None:
     problem(status, headers, body)
 
 
+@pytest.mark.parametrize(("framing", "first_bytes"), [
+    ("Content-Length: 50000000", b'{"x": "' + b"a" * 100),
+    ("Content-Length: 50000000\r\nExpect: 100-continue", b""),
+    ("Transfer-Encoding: chunked", b"7d0\r\n" + b"a" * 2000 + b"\r\n")])
+def test_a_body_over_the_limit_is_refused_before_it_is_sent(svc, framing: str,
+                                                           first_bytes: bytes) -> None:
+    """A 50 MB upload to a route that takes 1000 bytes: waitress read all of it (to a
+    temporary file, up to 1 GB) before the route could say 413; a client that asked
+    `Expect: 100-continue` was told to send it. Now the answer comes at once."""
+    head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" \
+        f"{framing}\r\n\r\n".encode()
+    logged = svc.output.count("POST /predict 413")
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=2) as sock:
+        sock.sendall(head + first_bytes)  # and never the rest
+        answer = _read_all(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 "), answer
+    assert b"Connection: close" in head
+    assert json.loads(body)["detail"] == "the body is larger than 1000 bytes"
+    wait_for(lambda: svc.output.count("POST /predict 413") > logged, 5, "the access line")
+
+
 def test_body_without_content_length_is_411_and_the_rest_is_not_parsed(svc) -> None:
     """AI4E crashed here. Without a length HTTP says there is no body: the bytes that
     follow are not a request either, so the connection is closed after the 411."""

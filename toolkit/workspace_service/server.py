@@ -13,6 +13,7 @@ Probes get threads of their own: a liveness probe queued behind long requests
 would time out and get a healthy, merely busy service restarted.
 """
 
+import functools
 import logging
 import os
 import resource
@@ -26,6 +27,7 @@ from typing import NoReturn
 
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
@@ -51,6 +53,12 @@ _STARTUP_FAILED = 0  # the byte written to the wake-up pipe when startup raised 
 #: Set in the WSGI environ to close the connection after the answer (WSGI apps may not
 #: send `Connection` themselves): when unread bytes of a refused body would follow.
 CLOSE_KEY = "workspace_service.close_connection"
+#: `body_limit(method, path)`: the most bytes of body the route there takes (None: any).
+BodyLimit = Callable[[str, str], int | None]
+
+
+def _no_body_limit(method: str, path: str) -> None:
+    return None
 
 
 def serve(app: Callable) -> NoReturn:
@@ -88,9 +96,44 @@ def _routes(app: Callable, path: str) -> bool:
     return True
 
 
+class _Parser(HTTPRequestParser):
+    """Stops reading a body its route will refuse as too large, and hands the request on
+    at once: waitress reads a whole body (up to 1 GB, to a temporary file) before the app
+    sees it, and tells an `Expect: 100-continue` client to send it. The app answers 413
+    by the length, and the connection is closed (the unread body would follow)."""
+
+    unread_body = False
+    _limit: int | None = None
+
+    def __init__(self, adj: Adjustments, body_limit: BodyLimit = _no_body_limit) -> None:
+        super().__init__(adj)
+        self._body_limit = body_limit
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        if self.content_length > 0 or self.chunked:
+            self._limit = self._body_limit(self.command, self.path)
+        if self._limit is not None and self.content_length > self._limit:
+            self._leave_body_unread()
+
+    def received(self, data: bytes) -> int:
+        consumed = super().received(data)
+        if self.chunked and self._limit is not None and not self.completed and \
+                self.body_rcv is not None and len(self.body_rcv) > self._limit:
+            self.headers["CONTENT_LENGTH"] = str(len(self.body_rcv))  # so far: too much
+            self._leave_body_unread()
+        return consumed
+
+    def _leave_body_unread(self) -> None:
+        self.unread_body = True
+        self.expect_continue = False
+        self.completed = True
+
+
 class _Task(WSGITask):
     def build_response_header(self) -> bytes:
-        if self.channel.server.closing or (self.environ or {}).get(CLOSE_KEY):
+        if self.channel.server.closing or self.request.unread_body or \
+                (self.environ or {}).get(CLOSE_KEY):
             self.set_close_on_finish()  # draining: so the client reconnects elsewhere
         return super().build_response_header()
 
@@ -132,6 +175,10 @@ class _Channel(HTTPChannel):
     #: Whether the client has sent anything yet: a connection that has not is
     #: about to (a proxy connects, then writes), not idle.
     spoke = False
+
+    def __init__(self, server: "_Server", *args: object, **kwargs: object) -> None:
+        super().__init__(server, *args, **kwargs)
+        self.parser_class = functools.partial(_Parser, body_limit=server.body_limit)
 
     def received(self, data: bytes) -> bool:
         self.spoke = True
@@ -179,8 +226,10 @@ class _Server(TcpWSGIServer):
     channel_class = _Channel
     closing = False
 
-    def __init__(self, app: Callable, probe_paths: set[str], adj: Adjustments) -> None:
+    def __init__(self, app: Callable, probe_paths: set[str], adj: Adjustments,
+                 body_limit: BodyLimit) -> None:
         self.probe_paths = probe_paths
+        self.body_limit = body_limit
         self.probe_dispatcher = _Dispatcher()
         self.probe_dispatcher.set_thread_count(PROBE_THREADS)
         dispatcher = _Dispatcher()
@@ -244,7 +293,7 @@ class Drainable:
 
 def run(app: Callable, settings: Settings, lifecycle: Lifecycle, *, probe_paths: set[str],
         started: Callable[[Callable[[str], None]], None] | None = None,
-        work: Drainable | None = None) -> int:
+        work: Drainable | None = None, body_limit: BodyLimit = _no_body_limit) -> int:
     """Serve `app` until a stop signal, drain, and return the exit status.
 
     `started(failed)` is called once the port is open (to run startup in a
@@ -263,7 +312,7 @@ def run(app: Callable, settings: Settings, lifecycle: Lifecycle, *, probe_paths:
                       # how often idle connections are looked for (waitress: every 30 s)
                       cleanup_interval=max(1, min(30, int(settings.keepalive_timeout / 2))),
                       ident="workspace-service")
-    server = _Server(app, probe_paths, adj)
+    server = _Server(app, probe_paths, adj, body_limit)
     threading.Thread(target=server.run, name="waitress-loop", daemon=True).start()
     log.info("serving on http://%s:%s", server.effective_host, server.effective_port)
     causes: list[str] = []

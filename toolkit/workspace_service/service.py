@@ -29,7 +29,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import metrics, openapi, problems, server
 from .accesslog import ROUTE_KEY, AccessLog, printable
-from .basepath import BasePath
+from .basepath import BasePath, within
 from .lifecycle import FAILED, STARTING, Lifecycle
 from .limits import RETRY_AFTER, Limits, Rejected
 from .metrics import Metrics
@@ -71,6 +71,7 @@ class Service:
         self._tasks: TaskBackend | None = None
         self._metrics: Metrics | None = None  # when prometheus-client is installed
         self._wsgi: Callable | None = None
+        self._body_limits: dict[Callable, int] = {}  # view → its max_content_length
         self._openapi: dict | None = None
         self.app.register_error_handler(problems.Problem, self._problem)
         self.app.register_error_handler(HTTPException, self._http_error)
@@ -110,6 +111,7 @@ class Service:
                     return function(**kwargs)
 
             self.app.add_url_rule(rule, view_func=view, methods=list(methods), **options)
+            self._note_body_limit(view, limits)
             self.routes.append(Route(rule, list(methods), limits, _summary(function), False,
                                      request_schema, response_schema, responses or {}))
             return function
@@ -143,10 +145,28 @@ class Service:
                 return answer
 
             self.app.add_url_rule(rule, view_func=view, methods=["POST"])
+            self._note_body_limit(view, limits)
             self.routes.append(Route(rule, ["POST"], limits, _summary(function), True,
                                      request_schema, None, responses or {}))
             return function
         return decorate
+
+    def _note_body_limit(self, view: Callable, limits: Limits) -> None:
+        if limits.max_content_length is not None:
+            self._body_limits[view] = limits.max_content_length
+
+    def _body_limit(self, method: str, path: str) -> int | None:
+        """The `max_content_length` of the route `method path` goes to (None: no limit),
+        for the server to refuse a larger body before reading it."""
+        if self.settings.base_path:
+            path = within(self.settings.base_path, path)
+            if path is None:
+                return None
+        try:
+            rule, _ = self.app.url_map.bind("localhost").match(path, method, return_rule=True)
+        except Exception:  # werkzeug's NotFound, MethodNotAllowed or RequestRedirect
+            return None
+        return self._body_limits.get(self.app.view_functions.get(rule.endpoint))
 
     # ---- serving
     @property
@@ -177,7 +197,7 @@ class Service:
         # request thread is busy.
         fast = {*probe_paths(self.settings.base_path), f"{self.settings.base_path}/metrics"}
         code = server.run(self.wsgi, self.settings, self.lifecycle, probe_paths=fast,
-                          started=self._start, work=self._tasks)
+                          started=self._start, work=self._tasks, body_limit=self._body_limit)
         sys.exit(code)
 
     def _start(self, failed: Callable[[str], None]) -> None:
