@@ -33,7 +33,7 @@ def test_openapi_document_is_valid_and_complete(svc) -> None:
     assert predict["summary"] == "Echo the JSON body (waiting for its \"gate\" first, when it " \
         "names one)."
     batch = doc["paths"]["/batch"]["post"]
-    assert {"202", "400", "415", "503"} <= batch["responses"].keys()
+    assert {"202", "400", "415", "422", "503"} <= batch["responses"].keys()
     assert doc["paths"]["/echo/{text}"]["parameters"][0]["name"] == "text"
     assert "TaskStatus" in doc["components"]["schemas"]
 

@@ -203,3 +203,37 @@ def test_a_result_json_cannot_carry_fails_the_task(start_service) -> None:
     assert failed["object"]["error"] == "TypeError: Object of type object is not JSON " \
         "serializable"
     assert b"NaN" not in raw
+
+
+def test_an_idempotency_key_sent_again_with_another_body_is_422(svc) -> None:
+    """The key said "the same request" while the body said otherwise: the second
+    client was given the first one's task, and its own input was dropped unseen."""
+    first = post_task(svc, {"numbers": [1]}, key="order-9")
+    again = post_task(svc, {"numbers": [1]}, key="order-9")
+    other = post_task(svc, {"numbers": [2]}, key="order-9")
+    assert first[0] == again[0] == 202 and first[2]["task_id"] == again[2]["task_id"]
+    assert other[0] == 422
+    assert other[1]["Content-Type"] == "application/problem+json"
+    assert other[2]["detail"] == "Idempotency-Key 'order-9' was sent before with another " \
+        "body: send a new key for a new request"
+
+
+def test_a_tasks_db_from_before_request_hashes_is_still_used(start_service,
+                                                             tmp_path: Path) -> None:
+    """A TASKS_DB file on the /data volume, made by the toolkit before it told request
+    bodies apart: it gains the column, and its keys still return their tasks."""
+    db_path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(db_path) as db:
+        db.execute("CREATE TABLE tasks (task_id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, "
+                   "status TEXT NOT NULL, message TEXT NOT NULL DEFAULT '', progress REAL, "
+                   "result TEXT, error TEXT, body BLOB, content_type TEXT NOT NULL DEFAULT '', "
+                   "idempotency_key TEXT, created REAL NOT NULL, updated REAL NOT NULL, "
+                   "expires REAL)")
+        db.execute("INSERT INTO tasks VALUES ('old-task', '/batch', 'completed', '', 1.0, "
+                   "'{\"sum\": 1}', NULL, NULL, 'application/json', 'old-key', 1, 1, NULL)")
+    db.close()
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path), TASKS_DB=str(db_path))
+    again = post_task(svc, {"numbers": [5]}, key="old-key")
+    new = post_task(svc, {"numbers": [5]}, key="new-key")
+    assert (again[0], again[2]["task_id"]) == (202, "old-task")
+    assert wait_status(svc, new[2]["task_id"], "completed")["result"] == {"sum": 5}

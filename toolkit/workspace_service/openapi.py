@@ -98,7 +98,9 @@ def _task_operation(route: Any) -> dict:
                                          "description": "The task's status URL"}},
                 "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/TaskAccepted"}}}}
-    operation = {"summary": route.summary, "responses": {"202": accepted, **_refusals(route)},
+    refused = {"422": _problem("The Idempotency-Key was sent before with another body"),
+               **_refusals(route)}
+    operation = {"summary": route.summary, "responses": {"202": accepted, **refused},
                  "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                                  "schema": {"type": "string"},
                                  "description": "Sent again, returns the same task"}]}

@@ -35,7 +35,13 @@ from .limits import RETRY_AFTER, Limits, Rejected
 from .metrics import Metrics
 from .probes import Probes, probe_paths
 from .settings import Settings, SettingsError, default_tasks_db
-from .tasks.base import TaskBackend, TaskFunction, TaskStoreError, TaskStoreUnavailable
+from .tasks.base import (
+    KeyReused,
+    TaskBackend,
+    TaskFunction,
+    TaskStoreError,
+    TaskStoreUnavailable,
+)
 
 log = logging.getLogger("workspace_service")
 TASK_STATUS_RULE = "/tasks/<task_id>"
@@ -135,8 +141,13 @@ class Service:
                 self._refuse_unless_started()
                 limits.check(flask.request)
                 body = limits.read_body(flask.request)
-                record = tasks.create(rule, body, flask.request.mimetype,
-                                      flask.request.headers.get("Idempotency-Key"))
+                key = flask.request.headers.get("Idempotency-Key")
+                try:
+                    record = tasks.create(rule, body, flask.request.mimetype, key)
+                except KeyReused:
+                    raise problems.Problem(422, f"Idempotency-Key {key!r} was sent before with "
+                                           "another body: send a new key for a new request"
+                                           ) from None
                 url = f"{flask.request.script_root}/tasks/{record.task_id}"
                 answer = flask.jsonify(task_id=record.task_id, status=record.status,
                                        status_url=url)

@@ -7,6 +7,7 @@ once `completed` or `failed` is never changed by a second run. Every task ends
 leave a task that raised "in progress" forever.
 """
 
+import hashlib
 import json
 import logging
 import threading
@@ -27,6 +28,16 @@ STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED)
 
 class TaskStoreError(Exception):
     """The store cannot be used (an unwritable TASKS_DB, a Redis that does not answer)."""
+
+
+class KeyReused(Exception):
+    """An Idempotency-Key sent again with another body: which request is meant cannot
+    be known (draft-ietf-httpapi-idempotency-key-header: 422)."""
+
+
+def fingerprint(body: bytes) -> str:
+    """What tells one request body from another, kept beside an idempotency key."""
+    return hashlib.sha256(body).hexdigest()
 
 
 class TaskStoreUnavailable(Exception):
@@ -110,7 +121,8 @@ class TaskBackend(Drainable, ABC):
     @abstractmethod
     def create(self, endpoint: str, body: bytes, content_type: str,
                idempotency_key: str | None) -> TaskRecord:
-        """Record a queued task and queue it; with a key already used here, the earlier task."""
+        """Record a queued task and queue it; with a key already used here, the earlier
+        task, or `KeyReused` when that task's body was another."""
 
     @abstractmethod
     def get(self, task_id: str) -> TaskRecord | None:

@@ -29,11 +29,13 @@ from .base import (
     QUEUED,
     RUNNING,
     STATUSES,
+    KeyReused,
     TaskBackend,
     TaskInput,
     TaskRecord,
     TaskStoreError,
     TaskStoreUnavailable,
+    fingerprint,
 )
 
 #: How often (per million Redis commands) a worker looks for dead workers'
@@ -45,16 +47,20 @@ log = logging.getLogger("workspace_service.tasks")
 
 # Record a new queued task, or with an idempotency key (KEYS[2]) that names a
 # task still on record, return that task's id instead: one step, so that two
-# requests with one key never both make a task.
+# requests with one key never both make a task. Returns {id, 1 when the
+# earlier task's body was this one (or is not known), else 0}.
 _CREATE = """
 if KEYS[2] then
   local earlier = redis.call('GET', KEYS[2])
-  if earlier and redis.call('EXISTS', ARGV[3] .. earlier) == 1 then return earlier end
+  if earlier and redis.call('EXISTS', ARGV[3] .. earlier) == 1 then
+    local sent = redis.call('HGET', ARGV[3] .. earlier, 'request_hash')
+    return {earlier, (not sent or sent == ARGV[4]) and 1 or 0}
+  end
   redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-return ARGV[1]
+return {ARGV[1], 1}
 """
 # Claim a task for a run: only one that is not finished yet (a re-delivered
 # message of a completed task does nothing). Returns its input, or nil.
@@ -150,15 +156,19 @@ class RedisBackend(TaskBackend):
                        idempotency_key: str | None) -> TaskRecord:
         task_id = uuid.uuid4().hex
         now = time.time()
+        digest = fingerprint(body)
         fields = {"task_id": task_id, "endpoint": endpoint, "status": QUEUED, "message": "",
                   "progress": "", "result": "", "error": "", "created": now, "updated": now,
-                  "body": body, "content_type": content_type}
+                  "body": body, "content_type": content_type, "request_hash": digest}
         keys = [self._key(task_id)]
         if idempotency_key is not None:
             keys.append(f"{self.namespace}:idempotency:{endpoint}:{idempotency_key}")
-        made = self._create(keys=keys, args=[task_id, max(1, int(self.ttl)), self._key(""),
-                                             *(x for pair in fields.items() for x in pair)])
+        made, same_body = self._create(
+            keys=keys, args=[task_id, max(1, int(self.ttl)), self._key(""), digest,
+                             *(x for pair in fields.items() for x in pair)])
         if made.decode() != task_id:  # the key's earlier task
+            if not same_body:
+                raise KeyReused(idempotency_key)
             earlier = self.get(made.decode())
             # None: it expired a moment ago; the key may now have a task of its own
             return earlier or self.create(endpoint, body, content_type, idempotency_key)
