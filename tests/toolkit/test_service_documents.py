@@ -35,6 +35,7 @@ def test_openapi_document_is_valid_and_complete(svc) -> None:
     batch = doc["paths"]["/batch"]["post"]
     assert {"202", "400", "415", "422", "503"} <= batch["responses"].keys()
     assert doc["paths"]["/echo/{text}"]["parameters"][0]["name"] == "text"
+    assert doc["paths"]["/tasks/{task_id}"]["get"]["responses"].keys() == {"200", "404", "503"}
     assert "TaskStatus" in doc["components"]["schemas"]
 
 
