@@ -15,6 +15,9 @@ log = logging.getLogger("workspace_service")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Latency buckets (seconds): from a cached answer to a slow model call.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+#: Methods counted by name; any other is "other": a method is any token a client
+#: likes, and each would be a series kept for ever.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Metrics:
@@ -44,10 +47,10 @@ class Metrics:
 
     def request_finished(self, method: str, route: str, status: int, seconds: float) -> None:
         self.in_flight.dec()
-        key = (method, route, status)
+        key = (method if method in METHODS else "other", route, status)
         series = self._series.get(key)
         if series is None:  # labels() costs a lock and a lookup: once per series
-            series = self._series[key] = (self.requests.labels(method, route, str(status)),
+            series = self._series[key] = (self.requests.labels(key[0], route, str(status)),
                                           self.latency.labels(route))
         series[0].inc()
         series[1].observe(seconds)
