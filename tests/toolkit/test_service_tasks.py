@@ -237,3 +237,22 @@ def test_a_tasks_db_from_before_request_hashes_is_still_used(start_service,
     new = post_task(svc, {"numbers": [5]}, key="new-key")
     assert (again[0], again[2]["task_id"]) == (202, "old-task")
     assert wait_status(svc, new[2]["task_id"], "completed")["result"] == {"sum": 5}
+
+
+def test_an_empty_idempotency_key_is_no_key(svc) -> None:
+    """A client that fills the header from an unset variable sends it empty: that is
+    not one key shared by all its requests (they were one task, or refused with 422)."""
+    answers = [_post_with_empty_key(svc, {"numbers": [n]}) for n in (1, 1, 2)]
+    assert [status for status, _ in answers] == [202, 202, 202]
+    assert len({task_id for _, task_id in answers}) == 3
+
+
+def _post_with_empty_key(svc, body: dict) -> tuple[int, str | None]:
+    conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=10)
+    try:
+        conn.request("POST", "/batch", json.dumps(body).encode(),
+                     {"Content-Type": "application/json", "Idempotency-Key": ""})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read()).get("task_id")
+    finally:
+        conn.close()

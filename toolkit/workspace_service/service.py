@@ -141,7 +141,7 @@ class Service:
                 self._refuse_unless_started()
                 limits.check(flask.request)
                 body = limits.read_body(flask.request)
-                key = flask.request.headers.get("Idempotency-Key")
+                key = flask.request.headers.get("Idempotency-Key") or None  # "": no key
                 try:
                     record = tasks.create(rule, body, flask.request.mimetype, key)
                 except KeyReused:
