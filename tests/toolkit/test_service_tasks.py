@@ -256,3 +256,26 @@ def _post_with_empty_key(svc, body: dict) -> tuple[int, str | None]:
         return resp.status, json.loads(resp.read()).get("task_id")
     finally:
         conn.close()
+
+
+def test_a_task_that_calls_sys_exit_is_failed_and_the_route_goes_on(start_service) -> None:
+    """sys.exit() in a task (a model library parsing sys.argv with argparse does it):
+    SystemExit is no Exception, so it ended the route's worker thread unseen; the task
+    said `running` and every later task of the route stayed `queued` for ever."""
+    svc = start_service("""
+        import sys
+        from workspace_service import Service
+        svc = Service("exits")
+
+        @svc.task("/batch", content_types=["application/json"])
+        def batch(task):
+            if task.input.get("exit"):
+                sys.exit(3)
+            return {"ok": True}
+
+        svc.serve()
+    """)
+    exits = post_task(svc, {"exit": True})[2]["task_id"]
+    after = post_task(svc, {})[2]["task_id"]
+    assert wait_status(svc, exits, "failed")["error"] == "SystemExit: 3"
+    assert wait_status(svc, after, "completed")["result"] == {"ok": True}

@@ -176,7 +176,7 @@ class TaskBackend(Drainable, ABC):
         try:
             result = function(Task(self, claimed))
             json.dumps(result, allow_nan=False)  # a result JSON cannot carry fails the task
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a task ends the task only
             log.exception("task %s (%s) failed", claimed.task_id, claimed.endpoint)
             self.finish(claimed.task_id, FAILED, None, f"{type(exc).__name__}: {exc}")
             return
