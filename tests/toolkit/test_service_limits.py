@@ -159,6 +159,31 @@ def test_a_handler_that_raises_is_500_without_traceback_and_logged(svc) -> None:
     assert "Traceback (most recent call last)" in svc.output
 
 
+def test_a_handler_that_calls_sys_exit_is_500_problem(start_service) -> None:
+    """SystemExit is no Exception: Flask let it through, and waitress's thread caught it
+    without answering; the client waited for ever."""
+    svc = start_service("""
+        import sys
+        from workspace_service import Service
+        svc = Service("exits")
+
+        @svc.endpoint("/exit")
+        def exit_():
+            sys.exit(3)
+
+        @svc.app.get("/plain-exit")
+        def plain_exit():
+            sys.exit(4)
+
+        svc.serve()
+    """)
+    answers = [request(svc, "GET", path) for path in ("/exit", "/plain-exit")]
+    for status, headers, body in answers:
+        assert status == 500
+        problem(status, headers, body)
+    assert request(svc, "GET", "/health")[0] == 200
+
+
 def test_a_raised_problem_keeps_its_status_and_extra_members(svc) -> None:
     status, headers, body = request(svc, "GET", "/teapot")
     assert status == 418

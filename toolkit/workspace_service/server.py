@@ -131,6 +131,15 @@ class _Parser(HTTPRequestParser):
 
 
 class _Task(WSGITask):
+    def execute(self) -> None:
+        """An app that calls sys.exit() while answering fails that request only:
+        SystemExit is no Exception, so waitress's thread caught it without answering,
+        and the client waited for ever. As an Exception it is a logged 500."""
+        try:
+            super().execute()
+        except SystemExit as exc:
+            raise RuntimeError(f"the app called sys.exit({exc.code!r})") from exc
+
     def build_response_header(self) -> bytes:
         if self.channel.server.closing or self.request.unread_body or \
                 (self.environ or {}).get(CLOSE_KEY):
