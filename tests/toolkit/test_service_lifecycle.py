@@ -55,6 +55,27 @@ def test_a_startup_that_raises_fails_health_and_exits_1(start_service, tmp_path:
         "startup failed: RuntimeError: model file is corrupt: exiting 1")
 
 
+def test_a_startup_that_calls_sys_exit_fails_and_exits_1(start_service) -> None:
+    """`sys.exit("model.pickle is missing")` in a startup function, run in a thread:
+    SystemExit ended the thread unseen, and the service said "starting" for ever (alive,
+    never ready, never restarted)."""
+    svc = start_service("""
+        import sys
+        from workspace_service import Service
+        svc = Service("exits")
+
+        @svc.startup
+        def load():
+            sys.exit("model.pickle is missing")
+
+        svc.serve()
+    """, wait=False)
+    code = svc.wait(10)
+    assert code == 1
+    assert svc.output.strip().splitlines()[-1].endswith(
+        "startup failed: SystemExit: model.pickle is missing: exiting 1")
+
+
 def test_a_stop_during_startup_exits_0_without_becoming_ready(start_service,
                                                                tmp_path: Path) -> None:
     svc = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), STARTUP_GATE="never")

@@ -219,7 +219,7 @@ class Service:
         try:
             for function in self._startups:
                 function()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() here must not end a thread unseen
             log.exception("startup failed: the service exits")
             self.lifecycle.fail()
             failed(f"{type(exc).__name__}: {exc}")
