@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from io import BytesIO
 from typing import NoReturn
 
 from waitress.adjustments import Adjustments
@@ -96,11 +97,33 @@ def _routes(app: Callable, path: str) -> bool:
     return True
 
 
+class _Discarded:
+    """A body buffer that keeps only the count of what it was given (waitress's
+    receivers write into it): the body of a request its route refuses as too large."""
+
+    def __init__(self, count: int = 0) -> None:
+        self.count = count
+
+    def append(self, data: bytes) -> None:
+        self.count += len(data)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def getfile(self) -> BytesIO:
+        return BytesIO()
+
+    def close(self) -> None:
+        """Nothing kept, nothing to free."""
+
+
 class _Parser(HTTPRequestParser):
-    """Stops reading a body its route will refuse as too large, and hands the request on
-    at once: waitress reads a whole body (up to 1 GB, to a temporary file) before the app
-    sees it, and tells an `Expect: 100-continue` client to send it. The app answers 413
-    by the length, and the connection is closed (the unread body would follow)."""
+    """Keeps no body its route will refuse as too large. waitress stores a whole body
+    (up to 1 GB, in a temporary file) before the app sees it, and tells an
+    `Expect: 100-continue` client to send it. Here, once the length or the chunks
+    show a body is too large, it is read and dropped, and the app answers 413 by the
+    length; a client waiting to be told to send it is answered at once instead, and
+    the connection is then closed (a body may follow all the same)."""
 
     unread_body = False
     _limit: int | None = None
@@ -113,21 +136,27 @@ class _Parser(HTTPRequestParser):
         super().parse_header(header_plus)
         if self.content_length > 0 or self.chunked:
             self._limit = self._body_limit(self.command, self.path)
-        if self._limit is not None and self.content_length > self._limit:
-            self._leave_body_unread()
+        if self._limit is None or self.content_length <= self._limit:
+            return
+        if self.expect_continue:
+            self.unread_body = True
+            self.expect_continue = False
+            self.completed = True
+        else:
+            self._drop_body()
 
     def received(self, data: bytes) -> int:
         consumed = super().received(data)
-        if self.chunked and self._limit is not None and not self.completed and \
-                self.body_rcv is not None and len(self.body_rcv) > self._limit:
-            self.headers["CONTENT_LENGTH"] = str(len(self.body_rcv))  # so far: too much
-            self._leave_body_unread()
+        if self.chunked and self._limit is not None and self.body_rcv is not None and \
+                len(self.body_rcv) > self._limit:
+            self._drop_body()
         return consumed
 
-    def _leave_body_unread(self) -> None:
-        self.unread_body = True
-        self.expect_continue = False
-        self.completed = True
+    def _drop_body(self) -> None:
+        kept = self.body_rcv.buf
+        if not isinstance(kept, _Discarded):
+            self.body_rcv.buf = _Discarded(len(kept))
+            kept.close()
 
 
 class _Task(WSGITask):
