@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,9 @@ def test_openapi_document_is_valid_and_complete(svc) -> None:
     assert predict["summary"] == "Echo the JSON body (waiting for its \"gate\" first, when it " \
         "names one)."
     batch = doc["paths"]["/batch"]["post"]
-    assert {"202", "400", "415", "503"} <= batch["responses"].keys()
+    assert {"202", "400", "415", "422", "503"} <= batch["responses"].keys()
     assert doc["paths"]["/echo/{text}"]["parameters"][0]["name"] == "text"
+    assert doc["paths"]["/tasks/{task_id}"]["get"]["responses"].keys() == {"200", "404", "503"}
     assert "TaskStatus" in doc["components"]["schemas"]
 
 
@@ -72,6 +74,21 @@ def test_metrics_count_requests_rejections_and_tasks(svc) -> None:
     assert samples[("tasks", (("status", "completed"),))] >= 1
     assert samples[("tasks", (("status", "queued"),))] == 0
     assert samples[("http_requests_in_flight", ())] >= 1  # this scrape
+
+
+def test_made_up_methods_are_counted_as_one_series(svc) -> None:
+    """A method is any token a client likes: each one made a series of its own, kept
+    for ever (a client could grow the service's memory and every scrape without end)."""
+    for method in ("FOOA", "FOOB", "FOOC"):
+        with socket.create_connection(("127.0.0.1", svc.port), timeout=5) as sock:
+            sock.sendall(f"{method} /api/echo/x HTTP/1.1\r\nHost: x\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            assert sock.recv(100).startswith(b"HTTP/1.1 405 ")
+    key = ("http_requests_total", (("method", "other"), ("route", "<unmatched>"),
+                                   ("status", "405")))
+    samples = wait_for(lambda: (s := metric_samples(svc)).get(key) == 3 and s, 5,
+                       "the three requests in the metrics")
+    assert not [labels for _, labels in samples if ("method", "FOOA") in labels]
 
 
 def test_without_the_extras_the_documents_say_what_to_install(start_service,

@@ -1,8 +1,12 @@
 """Health, readiness, base paths, keep-alive and the drain of a real service process."""
 
+import ctypes
 import http.client
 import json
+import os
+import platform
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -10,6 +14,9 @@ from pathlib import Path
 import pytest
 from helpers import http_get, wait_for
 from toolkit_services import STANDARD, entered, open_gate
+
+#: The tgkill system call's number (Linux): a signal to one thread of a process.
+SYS_TGKILL = {"x86_64": 234, "aarch64": 131}[platform.machine()]
 
 
 def get(svc, path: str, timeout: float = 5) -> tuple[int, dict] | None:
@@ -48,6 +55,27 @@ def test_a_startup_that_raises_fails_health_and_exits_1(start_service, tmp_path:
         "startup failed: RuntimeError: model file is corrupt: exiting 1")
 
 
+def test_a_startup_that_calls_sys_exit_fails_and_exits_1(start_service) -> None:
+    """`sys.exit("model.pickle is missing")` in a startup function, run in a thread:
+    SystemExit ended the thread unseen, and the service said "starting" for ever (alive,
+    never ready, never restarted)."""
+    svc = start_service("""
+        import sys
+        from workspace_service import Service
+        svc = Service("exits")
+
+        @svc.startup
+        def load():
+            sys.exit("model.pickle is missing")
+
+        svc.serve()
+    """, wait=False)
+    code = svc.wait(10)
+    assert code == 1
+    assert svc.output.strip().splitlines()[-1].endswith(
+        "startup failed: SystemExit: model.pickle is missing: exiting 1")
+
+
 def test_a_stop_during_startup_exits_0_without_becoming_ready(start_service,
                                                                tmp_path: Path) -> None:
     svc = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), STARTUP_GATE="never")
@@ -56,6 +84,37 @@ def test_a_stop_during_startup_exits_0_without_becoming_ready(start_service,
     code = svc.wait(10)
     assert code == 0
     assert "workspace_service: ready" not in svc.output
+
+
+def test_a_stop_signal_taken_by_any_thread_drains(start_service, tmp_path: Path) -> None:
+    """The kernel gives a process's signal to any of its threads. Python runs handlers
+    in the main thread only, between two bytecodes, and the main thread was blocked
+    reading its wake-up pipe: a SIGTERM that another thread took was never acted on
+    (the service ran on until SIGKILL; ~1 stop in 3 while startup was busy). tgkill
+    sends it to one thread that is not the main one."""
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path))
+    pid = svc.proc.pid
+    thread = next(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(SYS_TGKILL, pid, thread, signal.SIGTERM) == 0, ctypes.get_errno()
+    code = svc.wait(5)
+    assert code == 0
+    assert "SIGTERM: not ready" in svc.output
+
+
+def test_a_signal_the_service_handles_itself_is_not_a_stop(start_service,
+                                                          tmp_path: Path) -> None:
+    """Every signal with a Python handler reaches the wake-up pipe: SIGUSR1, which the
+    service's own code handles, must not start a drain."""
+    handles_usr1 = "import signal\nsignal.signal(signal.SIGUSR1, lambda *_: print('usr1'))\n"
+    svc = start_service(handles_usr1 + STANDARD, GATE_DIR=str(tmp_path))
+    svc.signal(signal.SIGUSR1)
+    wait_for(lambda: "usr1" in svc.output, 5, "the service's own handler")
+    ready = get(svc, "/ready")
+    svc.signal(signal.SIGTERM)
+    code = svc.wait(5)
+    assert ready == (200, {"status": "ready"})
+    assert code == 0
 
 
 def test_probes_answer_while_every_request_thread_is_busy(start_service,
@@ -78,6 +137,47 @@ def test_probes_answer_while_every_request_thread_is_busy(start_service,
     assert ready == (200, {"status": "ready"})
     assert scrape is not None and scrape[0] == 200 and b"http_requests_in_flight" in scrape[1]
     assert probe_seconds < 1
+
+
+def test_probes_answer_while_many_clients_are_connected(start_service, tmp_path: Path) -> None:
+    """150 clients connected at once (a burst of callers, a proxy's pool): waitress's
+    default limit, 100 connections, stopped accepting any more, so the probes of a
+    busy, healthy service timed out."""
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path))
+    clients = []
+    try:
+        for _ in range(150):
+            client = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+            client.sendall(b"GET /plain HTTP/1.1\r\nHost: x\r\n")  # a request under way
+            clients.append(client)
+        started = time.monotonic()
+        health = get(svc, "/health", timeout=2)
+        probe_seconds = time.monotonic() - started
+    finally:
+        for client in clients:
+            client.close()
+    assert health == (200, {"health": "true", "status": "ok"})
+    assert probe_seconds < 1
+
+
+def test_a_low_open_files_limit_lowers_the_connection_limit(start_service,
+                                                           tmp_path: Path) -> None:
+    """`ulimit -n 250` leaves room for 150 connections beside the service's own files:
+    more would make accept() fail, and waitress retry it in a busy loop."""
+    limited = "import resource\nresource.setrlimit(resource.RLIMIT_NOFILE, (250, 250))\n"
+    svc = start_service(limited + STANDARD, GATE_DIR=str(tmp_path))
+    clients = []
+    try:
+        for _ in range(200):
+            clients.append(socket.create_connection(("127.0.0.1", svc.port), timeout=5))
+        wait_for(lambda: "no longer accepting" in svc.output, 5, "the limit to be reached")
+    finally:
+        for client in clients:
+            client.close()
+    health = wait_for(lambda: get(svc, "/health", timeout=1), 5, "the service to answer")
+    assert "CONNECTION_LIMIT 1000 lowered to 150: at most 250 files may be open" in svc.output
+    assert "accept() threw an exception" not in svc.output
+    assert health == (200, {"health": "true", "status": "ok"})
 
 
 @pytest.mark.parametrize("variable", ["API_PREFIX", "LAB_SERVICE_PATH"])
@@ -247,7 +347,7 @@ def test_serve_any_wsgi_app_keeps_its_own_health_and_drains(start_service,
 
 @pytest.mark.parametrize(("variable", "value", "says"), [
     ("DRAIN_DELAY", "soon", "be a number"), ("PORT", "-1", "be at least 0"),
-    ("THREADS", "0", "be at least 1")])
+    ("THREADS", "0", "be at least 1"), ("CONNECTION_LIMIT", "0", "be at least 1")])
 def test_a_bad_setting_is_one_error_line_at_start(start_service, tmp_path: Path,
                                                   variable: str, value: str, says: str) -> None:
     svc = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), **{variable: value})

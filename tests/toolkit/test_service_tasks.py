@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TOOLKIT
-from helpers import wait_for
+from helpers import http_get, wait_for
 from toolkit_services import STANDARD, open_gate
 
 
@@ -179,3 +179,103 @@ def test_without_tasks_db_tasks_go_to_data_or_the_user_cache(start_service,
     with sqlite3.connect(expected) as db:
         assert db.execute("SELECT status FROM tasks WHERE task_id = ?",
                           (doc["task_id"],)).fetchone() == ("completed",)
+
+
+def test_a_result_json_cannot_carry_fails_the_task(start_service) -> None:
+    """NaN (a model's favourite float) was stored, and the status document then said
+    `"result": {"score": NaN}`: not JSON (RFC 8259), which strict clients cannot parse."""
+    svc = start_service("""
+        from workspace_service import Service
+        svc = Service("results")
+
+        @svc.task("/batch", content_types=["application/json"])
+        def batch(task):
+            return {"nan": {"score": float("nan")}, "object": {"when": object()}}[
+                task.input["kind"]]
+
+        svc.serve()
+    """)
+    ids = {kind: post_task(svc, {"kind": kind})[2]["task_id"] for kind in ("nan", "object")}
+    failed = {kind: wait_status(svc, task_id, "failed") for kind, task_id in ids.items()}
+    raw = http_get(svc.url(f"/tasks/{ids['nan']}"))[1]
+    assert failed["nan"]["error"] == "ValueError: Out of range float values are not JSON " \
+        "compliant"
+    assert failed["object"]["error"] == "TypeError: Object of type object is not JSON " \
+        "serializable"
+    assert b"NaN" not in raw
+
+
+def test_an_idempotency_key_sent_again_with_another_body_is_422(svc) -> None:
+    """The key said "the same request" while the body said otherwise: the second
+    client was given the first one's task, and its own input was dropped unseen."""
+    first = post_task(svc, {"numbers": [1]}, key="order-9")
+    again = post_task(svc, {"numbers": [1]}, key="order-9")
+    other = post_task(svc, {"numbers": [2]}, key="order-9")
+    assert first[0] == again[0] == 202 and first[2]["task_id"] == again[2]["task_id"]
+    assert other[0] == 422
+    assert other[1]["Content-Type"] == "application/problem+json"
+    assert other[2]["detail"] == "Idempotency-Key 'order-9' was sent before with another " \
+        "body: send a new key for a new request"
+
+
+def test_a_tasks_db_from_before_request_hashes_is_still_used(start_service,
+                                                             tmp_path: Path) -> None:
+    """A TASKS_DB file on the /data volume, made by the toolkit before it told request
+    bodies apart: it gains the column, and its keys still return their tasks."""
+    db_path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(db_path) as db:
+        db.execute("CREATE TABLE tasks (task_id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, "
+                   "status TEXT NOT NULL, message TEXT NOT NULL DEFAULT '', progress REAL, "
+                   "result TEXT, error TEXT, body BLOB, content_type TEXT NOT NULL DEFAULT '', "
+                   "idempotency_key TEXT, created REAL NOT NULL, updated REAL NOT NULL, "
+                   "expires REAL)")
+        db.execute("INSERT INTO tasks VALUES ('old-task', '/batch', 'completed', '', 1.0, "
+                   "'{\"sum\": 1}', NULL, NULL, 'application/json', 'old-key', 1, 1, NULL)")
+    db.close()
+    svc = start_service(STANDARD, GATE_DIR=str(tmp_path), TASKS_DB=str(db_path))
+    again = post_task(svc, {"numbers": [5]}, key="old-key")
+    new = post_task(svc, {"numbers": [5]}, key="new-key")
+    assert (again[0], again[2]["task_id"]) == (202, "old-task")
+    assert wait_status(svc, new[2]["task_id"], "completed")["result"] == {"sum": 5}
+
+
+def test_an_empty_idempotency_key_is_no_key(svc) -> None:
+    """A client that fills the header from an unset variable sends it empty: that is
+    not one key shared by all its requests (they were one task, or refused with 422)."""
+    answers = [_post_with_empty_key(svc, {"numbers": [n]}) for n in (1, 1, 2)]
+    assert [status for status, _ in answers] == [202, 202, 202]
+    assert len({task_id for _, task_id in answers}) == 3
+
+
+def _post_with_empty_key(svc, body: dict) -> tuple[int, str | None]:
+    conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=10)
+    try:
+        conn.request("POST", "/batch", json.dumps(body).encode(),
+                     {"Content-Type": "application/json", "Idempotency-Key": ""})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read()).get("task_id")
+    finally:
+        conn.close()
+
+
+def test_a_task_that_calls_sys_exit_is_failed_and_the_route_goes_on(start_service) -> None:
+    """sys.exit() in a task (a model library parsing sys.argv with argparse does it):
+    SystemExit is no Exception, so it ended the route's worker thread unseen; the task
+    said `running` and every later task of the route stayed `queued` for ever."""
+    svc = start_service("""
+        import sys
+        from workspace_service import Service
+        svc = Service("exits")
+
+        @svc.task("/batch", content_types=["application/json"])
+        def batch(task):
+            if task.input.get("exit"):
+                sys.exit(3)
+            return {"ok": True}
+
+        svc.serve()
+    """)
+    exits = post_task(svc, {"exit": True})[2]["task_id"]
+    after = post_task(svc, {})[2]["task_id"]
+    assert wait_status(svc, exits, "failed")["error"] == "SystemExit: 3"
+    assert wait_status(svc, after, "completed")["result"] == {"ok": True}

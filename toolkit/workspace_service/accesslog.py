@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 _USABLE_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,200}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 FLUSH_INTERVAL = 0.05  # seconds an access line may wait to be written with others
 
 
@@ -35,6 +36,12 @@ def request_id(sent: str | None) -> str:
     if sent and _USABLE_ID.fullmatch(sent):
         return sent
     return f"{random.getrandbits(128):032x}"  # unique enough, and no system call
+
+
+def printable(text: str) -> str:
+    """`text` (a decoded path) with control characters percent-encoded, for a log line:
+    `%0A` in a URL is a line break once decoded, and would begin a forged log line."""
+    return _CONTROL.sub(lambda m: f"%{ord(m[0]):02X}", text)
 
 
 ROUTE_KEY = "workspace_service.route"
@@ -64,6 +71,7 @@ class AccessLog:
         path = environ.get("PATH_INFO", "")  # before a base path is taken off it
         if environ.get("QUERY_STRING"):
             path = f"{path}?{environ['QUERY_STRING']}"
+        path = printable(path)
 
         def start(status_line: str, headers: list, exc_info: object = None) -> Callable:
             status[0] = status_line.split(" ", 1)[0]

@@ -10,6 +10,13 @@ from collections.abc import Callable, Iterable
 from . import problems
 
 
+def within(base: str, path: str) -> str | None:
+    """`path` as the app under `base` sees it, or None when it is outside `base`."""
+    if path == base or path.startswith(base + "/"):
+        return path[len(base):] or "/"
+    return None
+
+
 class BasePath:
     """WSGI middleware: serves `app` under `base`; anything outside it is a 404."""
 
@@ -18,10 +25,10 @@ class BasePath:
         self.base = base
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path == self.base or path.startswith(self.base + "/"):
+        path = within(self.base, environ.get("PATH_INFO", ""))
+        if path is not None:
             environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + self.base
-            environ["PATH_INFO"] = path[len(self.base):] or "/"
+            environ["PATH_INFO"] = path
             return self.app(environ, start_response)
         payload = problems.body(404, f"this service is served under {self.base}/")
         start_response(problems.status_line(404), [("Content-Type", problems.PROBLEM_TYPE),

@@ -106,6 +106,9 @@ def _check_json(data: bytes, want_object: bool) -> None:
         value = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Rejected(400, f"the body is not valid JSON: {exc}", "bad_json") from None
+    except RecursionError:  # a JSON bomb: `[[[[...]]]]` deeper than Python's stack
+        raise Rejected(400, "the body is not valid JSON: it is nested too deeply",
+                       "bad_json") from None
     if want_object and not isinstance(value, dict):
         raise Rejected(400, f"the body must be a JSON object, not {_JSON_NAMES[type(value)]}",
                        "bad_json")

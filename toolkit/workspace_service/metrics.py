@@ -5,13 +5,19 @@ refusals by reason, and tasks by status: `tasks{status="queued"}` is the
 signal an autoscaler scales workers on.
 """
 
+import logging
 from typing import Any
 
-from .tasks.base import TaskBackend
+from .tasks.base import TaskBackend, TaskStoreUnavailable
+
+log = logging.getLogger("workspace_service")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Latency buckets (seconds): from a cached answer to a slow model call.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+#: Methods counted by name; any other is "other": a method is any token a client
+#: likes, and each would be a series kept for ever.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Metrics:
@@ -41,10 +47,10 @@ class Metrics:
 
     def request_finished(self, method: str, route: str, status: int, seconds: float) -> None:
         self.in_flight.dec()
-        key = (method, route, status)
+        key = (method if method in METHODS else "other", route, status)
         series = self._series.get(key)
         if series is None:  # labels() costs a lock and a lookup: once per series
-            series = self._series[key] = (self.requests.labels(method, route, str(status)),
+            series = self._series[key] = (self.requests.labels(key[0], route, str(status)),
                                           self.latency.labels(route))
         series[0].inc()
         series[1].observe(seconds)
@@ -65,8 +71,13 @@ class _TaskCollector:
     def collect(self) -> Any:
         from prometheus_client.core import GaugeMetricFamily
 
+        try:
+            counts = self.tasks.counts()
+        except TaskStoreUnavailable as exc:  # the request metrics are still worth a scrape
+            log.warning("task store unavailable: %s (no tasks metric in this scrape)", exc)
+            return
         family = GaugeMetricFamily("tasks", "Tasks by status (queued: waiting for a worker)",
                                    labels=["status"])
-        for status, count in self.tasks.counts().items():
+        for status, count in counts.items():
             family.add_metric([status], count)
         yield family

@@ -59,8 +59,8 @@ def _refusals(route: Any) -> dict[str, dict]:
     limits = route.limits
     answers = {"404": _problem("No such resource"),
                "500": _problem("The handler failed (details in the service log)"),
-               "503": _problem("Not ready, stopping, or at its concurrency limit; "
-                               "see Retry-After")}
+               "503": _problem("Not ready, at its concurrency limit, or the task store "
+                               "does not answer; see Retry-After")}
     if limits.content_types:
         answers["411"] = _problem("A body without Content-Length")
         answers["415"] = _problem(f"Content-Type not one of {', '.join(limits.content_types)}")
@@ -98,7 +98,9 @@ def _task_operation(route: Any) -> dict:
                                          "description": "The task's status URL"}},
                 "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/TaskAccepted"}}}}
-    operation = {"summary": route.summary, "responses": {"202": accepted, **_refusals(route)},
+    refused = {"422": _problem("The Idempotency-Key was sent before with another body"),
+               **_refusals(route)}
+    operation = {"summary": route.summary, "responses": {"202": accepted, **refused},
                  "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                                  "schema": {"type": "string"},
                                  "description": "Sent again, returns the same task"}]}
@@ -111,7 +113,8 @@ def _task_status_operation() -> dict:
     return {"summary": "A task's status, progress and result",
             "responses": {"200": {"description": "The task", "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/TaskStatus"}}}},
-                "404": _problem("Unknown task, or expired")}}
+                "404": _problem("Unknown task, or expired"),
+                "503": _problem("The task store (Redis) does not answer; see Retry-After")}}
 
 
 def _probe_operation(summary: str) -> dict:

@@ -13,18 +13,22 @@ Probes get threads of their own: a liveness probe queued behind long requests
 would time out and get a healthy, merely busy service restarted.
 """
 
+import functools
 import logging
 import os
+import resource
 import select
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
+from io import BytesIO
 from typing import NoReturn
 
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
@@ -43,10 +47,19 @@ FAILED_EXIT_DELAY = 1.0
 FIRST_REQUEST_GRACE = 1.0
 #: At most one "Task queue depth" warning per this many seconds (waitress: one per request).
 QUEUE_WARNING_INTERVAL = 1.0
-_STARTUP_FAILED = 0  # the byte written to the wake-up pipe when startup raised
+#: Open files kept free of connections: modules, the task store, the service's own files.
+FILES_RESERVED = 100
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+_STARTUP_FAILED = 0  # the byte written to the wake-up pipe when startup raised (no signal)
 #: Set in the WSGI environ to close the connection after the answer (WSGI apps may not
 #: send `Connection` themselves): when unread bytes of a refused body would follow.
 CLOSE_KEY = "workspace_service.close_connection"
+#: `body_limit(method, path)`: the most bytes of body the route there takes (None: any).
+BodyLimit = Callable[[str, str], int | None]
+
+
+def _no_body_limit(method: str, path: str) -> None:
+    return None
 
 
 def serve(app: Callable) -> NoReturn:
@@ -84,9 +97,81 @@ def _routes(app: Callable, path: str) -> bool:
     return True
 
 
+class _Discarded:
+    """A body buffer that keeps only the count of what it was given (waitress's
+    receivers write into it): the body of a request its route refuses as too large."""
+
+    def __init__(self, count: int = 0) -> None:
+        self.count = count
+
+    def append(self, data: bytes) -> None:
+        self.count += len(data)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def getfile(self) -> BytesIO:
+        return BytesIO()
+
+    def close(self) -> None:
+        """Nothing kept, nothing to free."""
+
+
+class _Parser(HTTPRequestParser):
+    """Keeps no body its route will refuse as too large. waitress stores a whole body
+    (up to 1 GB, in a temporary file) before the app sees it, and tells an
+    `Expect: 100-continue` client to send it. Here, once the length or the chunks
+    show a body is too large, it is read and dropped, and the app answers 413 by the
+    length; a client waiting to be told to send it is answered at once instead, and
+    the connection is then closed (a body may follow all the same)."""
+
+    unread_body = False
+    _limit: int | None = None
+
+    def __init__(self, adj: Adjustments, body_limit: BodyLimit = _no_body_limit) -> None:
+        super().__init__(adj)
+        self._body_limit = body_limit
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        if self.content_length > 0 or self.chunked:
+            self._limit = self._body_limit(self.command, self.path)
+        if self._limit is None or self.content_length <= self._limit:
+            return
+        if self.expect_continue:
+            self.unread_body = True
+            self.expect_continue = False
+            self.completed = True
+        else:
+            self._drop_body()
+
+    def received(self, data: bytes) -> int:
+        consumed = super().received(data)
+        if self.chunked and self._limit is not None and self.body_rcv is not None and \
+                len(self.body_rcv) > self._limit:
+            self._drop_body()
+        return consumed
+
+    def _drop_body(self) -> None:
+        kept = self.body_rcv.buf
+        if not isinstance(kept, _Discarded):
+            self.body_rcv.buf = _Discarded(len(kept))
+            kept.close()
+
+
 class _Task(WSGITask):
+    def execute(self) -> None:
+        """An app that calls sys.exit() while answering fails that request only:
+        SystemExit is no Exception, so waitress's thread caught it without answering,
+        and the client waited for ever. As an Exception it is a logged 500."""
+        try:
+            super().execute()
+        except SystemExit as exc:
+            raise RuntimeError(f"the app called sys.exit({exc.code!r})") from exc
+
     def build_response_header(self) -> bytes:
-        if self.channel.server.closing or (self.environ or {}).get(CLOSE_KEY):
+        if self.channel.server.closing or self.request.unread_body or \
+                (self.environ or {}).get(CLOSE_KEY):
             self.set_close_on_finish()  # draining: so the client reconnects elsewhere
         return super().build_response_header()
 
@@ -128,6 +213,10 @@ class _Channel(HTTPChannel):
     #: Whether the client has sent anything yet: a connection that has not is
     #: about to (a proxy connects, then writes), not idle.
     spoke = False
+
+    def __init__(self, server: "_Server", *args: object, **kwargs: object) -> None:
+        super().__init__(server, *args, **kwargs)
+        self.parser_class = functools.partial(_Parser, body_limit=server.body_limit)
 
     def received(self, data: bytes) -> bool:
         self.spoke = True
@@ -175,8 +264,10 @@ class _Server(TcpWSGIServer):
     channel_class = _Channel
     closing = False
 
-    def __init__(self, app: Callable, probe_paths: set[str], adj: Adjustments) -> None:
+    def __init__(self, app: Callable, probe_paths: set[str], adj: Adjustments,
+                 body_limit: BodyLimit) -> None:
         self.probe_paths = probe_paths
+        self.body_limit = body_limit
         self.probe_dispatcher = _Dispatcher()
         self.probe_dispatcher.set_thread_count(PROBE_THREADS)
         dispatcher = _Dispatcher()
@@ -185,7 +276,8 @@ class _Server(TcpWSGIServer):
 
     def add_task(self, channel: HTTPChannel) -> None:
         request = channel.requests[0]
-        if request.path in self.probe_paths and not request.error:
+        # An error first: a request that failed to parse early has no `path`.
+        if not request.error and request.path in self.probe_paths:
             self.probe_dispatcher.add_task(channel)
         else:
             self.task_dispatcher.add_task(channel)
@@ -239,7 +331,7 @@ class Drainable:
 
 def run(app: Callable, settings: Settings, lifecycle: Lifecycle, *, probe_paths: set[str],
         started: Callable[[Callable[[str], None]], None] | None = None,
-        work: Drainable | None = None) -> int:
+        work: Drainable | None = None, body_limit: BodyLimit = _no_body_limit) -> int:
     """Serve `app` until a stop signal, drain, and return the exit status.
 
     `started(failed)` is called once the port is open (to run startup in a
@@ -251,10 +343,14 @@ def run(app: Callable, settings: Settings, lifecycle: Lifecycle, *, probe_paths:
     wake = _stop_signal_pipe()  # before the port opens: from then on a stop is graceful
     adj = Adjustments(host=settings.host, port=settings.port, threads=settings.threads,
                       channel_timeout=max(1, int(settings.keepalive_timeout)),
+                      # waitress's 100 connections let a burst of clients lock the probes
+                      # out; select() cannot watch past descriptor 1024, poll() can
+                      connection_limit=_connection_limit(settings.connection_limit),
+                      asyncore_use_poll=True,
                       # how often idle connections are looked for (waitress: every 30 s)
                       cleanup_interval=max(1, min(30, int(settings.keepalive_timeout / 2))),
                       ident="workspace-service")
-    server = _Server(app, probe_paths, adj)
+    server = _Server(app, probe_paths, adj, body_limit)
     threading.Thread(target=server.run, name="waitress-loop", daemon=True).start()
     log.info("serving on http://%s:%s", server.effective_host, server.effective_port)
     causes: list[str] = []
@@ -262,7 +358,7 @@ def run(app: Callable, settings: Settings, lifecycle: Lifecycle, *, probe_paths:
         started(lambda cause: _startup_failed(wake.write_end, causes, cause))
     else:
         lifecycle.ready()
-    signum = os.read(wake.read_end, 1)[0]
+    signum = _next_stop(wake.read_end)
     if signum == _STARTUP_FAILED:
         accesslog.flush()
         log.error("startup failed: %s: exiting 1", causes[0])
@@ -274,6 +370,23 @@ def run(app: Callable, settings: Settings, lifecycle: Lifecycle, *, probe_paths:
     _wait_until(time.monotonic() + settings.drain_delay, wake.read_end)
     server.trigger.pull_trigger(server.stop_accepting)
     return _drain(server, work, time.monotonic() + settings.drain_timeout)
+
+
+def _connection_limit(wanted: int) -> int:
+    """`wanted`, after raising the soft open-files limit for it as far as the hard one
+    allows; fewer when that is not enough: past it accept() fails, and waitress logs
+    the failure and retries at once, a busy loop."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + FILES_RESERVED
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return wanted
+    limit = max(1, soft - FILES_RESERVED)
+    log.warning("CONNECTION_LIMIT %d lowered to %d: at most %d files may be open (ulimit -n)",
+                wanted, limit, soft)
+    return limit
 
 
 def _drain(server: _Server, work: Drainable, deadline: float) -> int:
@@ -299,6 +412,14 @@ def _wait_until(deadline: float, read_end: int) -> None:
             os.read(read_end, 1)
 
 
+def _next_stop(read_end: int) -> int:
+    """The next stop signal's number, or `_STARTUP_FAILED`; any other signal the app
+    gave a handler of its own is written to the pipe too, and passed over here."""
+    while (signum := os.read(read_end, 1)[0]) not in STOP_SIGNALS | {_STARTUP_FAILED}:
+        pass
+    return signum
+
+
 def _startup_failed(write_end: int, causes: list[str], cause: str) -> None:
     causes.append(cause)
     time.sleep(FAILED_EXIT_DELAY)  # let probes and the log show the failure first
@@ -313,10 +434,15 @@ class _Pipe:
 def _stop_signal_pipe() -> _Pipe:
     """A pipe that receives the number of each SIGTERM/SIGINT.
 
-    The handler only writes one byte, safe whatever the main thread is doing
-    when the signal comes; the real work happens after `os.read` returns.
+    The byte is written by the interpreter's C-level handler (`set_wakeup_fd`), in
+    whichever thread the kernel gave the signal to. A Python handler would not do:
+    it runs in the main thread only, between two bytecodes, and the main thread is
+    blocked in `os.read` of this very pipe; a signal another thread took was lost.
+    The Python handlers do nothing but keep the signals from ending the process.
     """
     pipe = _Pipe()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda n, _frame: os.write(pipe.write_end, bytes([n])))
+    os.set_blocking(pipe.write_end, False)
+    signal.set_wakeup_fd(pipe.write_end, warn_on_full_buffer=False)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda _n, _frame: None)
     return pipe

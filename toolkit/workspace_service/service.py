@@ -28,14 +28,20 @@ import flask
 from werkzeug.exceptions import HTTPException
 
 from . import metrics, openapi, problems, server
-from .accesslog import ROUTE_KEY, AccessLog
-from .basepath import BasePath
+from .accesslog import ROUTE_KEY, AccessLog, printable
+from .basepath import BasePath, within
 from .lifecycle import FAILED, STARTING, Lifecycle
 from .limits import RETRY_AFTER, Limits, Rejected
 from .metrics import Metrics
 from .probes import Probes, probe_paths
 from .settings import Settings, SettingsError, default_tasks_db
-from .tasks.base import TaskBackend, TaskFunction, TaskStoreError
+from .tasks.base import (
+    KeyReused,
+    TaskBackend,
+    TaskFunction,
+    TaskStoreError,
+    TaskStoreUnavailable,
+)
 
 log = logging.getLogger("workspace_service")
 TASK_STATUS_RULE = "/tasks/<task_id>"
@@ -71,9 +77,11 @@ class Service:
         self._tasks: TaskBackend | None = None
         self._metrics: Metrics | None = None  # when prometheus-client is installed
         self._wsgi: Callable | None = None
+        self._body_limits: dict[Callable, int] = {}  # view → its max_content_length
         self._openapi: dict | None = None
         self.app.register_error_handler(problems.Problem, self._problem)
         self.app.register_error_handler(HTTPException, self._http_error)
+        self.app.register_error_handler(TaskStoreUnavailable, self._store_unavailable)
         self.app.register_error_handler(Exception, self._crash)
         self.app.before_request(_note_route)
         self.app.add_url_rule("/openapi.json", view_func=self._openapi_document)
@@ -109,6 +117,7 @@ class Service:
                     return function(**kwargs)
 
             self.app.add_url_rule(rule, view_func=view, methods=list(methods), **options)
+            self._note_body_limit(view, limits)
             self.routes.append(Route(rule, list(methods), limits, _summary(function), False,
                                      request_schema, response_schema, responses or {}))
             return function
@@ -132,8 +141,13 @@ class Service:
                 self._refuse_unless_started()
                 limits.check(flask.request)
                 body = limits.read_body(flask.request)
-                record = tasks.create(rule, body, flask.request.mimetype,
-                                      flask.request.headers.get("Idempotency-Key"))
+                key = flask.request.headers.get("Idempotency-Key") or None  # "": no key
+                try:
+                    record = tasks.create(rule, body, flask.request.mimetype, key)
+                except KeyReused:
+                    raise problems.Problem(422, f"Idempotency-Key {key!r} was sent before with "
+                                           "another body: send a new key for a new request"
+                                           ) from None
                 url = f"{flask.request.script_root}/tasks/{record.task_id}"
                 answer = flask.jsonify(task_id=record.task_id, status=record.status,
                                        status_url=url)
@@ -142,10 +156,28 @@ class Service:
                 return answer
 
             self.app.add_url_rule(rule, view_func=view, methods=["POST"])
+            self._note_body_limit(view, limits)
             self.routes.append(Route(rule, ["POST"], limits, _summary(function), True,
                                      request_schema, None, responses or {}))
             return function
         return decorate
+
+    def _note_body_limit(self, view: Callable, limits: Limits) -> None:
+        if limits.max_content_length is not None:
+            self._body_limits[view] = limits.max_content_length
+
+    def _body_limit(self, method: str, path: str) -> int | None:
+        """The `max_content_length` of the route `method path` goes to (None: no limit),
+        for the server to refuse a larger body before reading it."""
+        if self.settings.base_path:
+            path = within(self.settings.base_path, path)
+            if path is None:
+                return None
+        try:
+            rule, _ = self.app.url_map.bind("localhost").match(path, method, return_rule=True)
+        except Exception:  # werkzeug's NotFound, MethodNotAllowed or RequestRedirect
+            return None
+        return self._body_limits.get(self.app.view_functions.get(rule.endpoint))
 
     # ---- serving
     @property
@@ -176,7 +208,7 @@ class Service:
         # request thread is busy.
         fast = {*probe_paths(self.settings.base_path), f"{self.settings.base_path}/metrics"}
         code = server.run(self.wsgi, self.settings, self.lifecycle, probe_paths=fast,
-                          started=self._start, work=self._tasks)
+                          started=self._start, work=self._tasks, body_limit=self._body_limit)
         sys.exit(code)
 
     def _start(self, failed: Callable[[str], None]) -> None:
@@ -187,7 +219,7 @@ class Service:
         try:
             for function in self._startups:
                 function()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() here must not end a thread unseen
             log.exception("startup failed: the service exits")
             self.lifecycle.fail()
             failed(f"{type(exc).__name__}: {exc}")
@@ -264,10 +296,16 @@ class Service:
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         return _problem_response(exc.code or 500, exc.description or "", headers)
 
+    def _store_unavailable(self, exc: TaskStoreUnavailable) -> flask.Response:
+        log.warning("task store unavailable: %s (%s %s answered 503)", exc,
+                    flask.request.method, printable(flask.request.path))
+        return self._problem(Rejected(503, "the task store does not answer; retry shortly",
+                                      "task_store", {"Retry-After": RETRY_AFTER}))
+
     def _crash(self, exc: Exception) -> flask.Response:
         rid = flask.request.headers.get("X-Request-ID", "")
-        log.error("request %s %s (id %s) failed", flask.request.method, flask.request.path,
-                  rid, exc_info=exc)
+        log.error("request %s %s (id %s) failed", flask.request.method,
+                  printable(flask.request.path), rid, exc_info=exc)
         return _problem_response(500, f"the handler failed; the service log has the details"
                                  f" (request id {rid})", {})
 

@@ -22,6 +22,7 @@ class Settings:
     port: int = 8091
     threads: int = 8  # request threads; probes have their own (see server.py)
     keepalive_timeout: float = 120  # idle keep-alive connections are closed after this
+    connection_limit: int = 1000  # open connections at once; more wait in the listen backlog
     drain_delay: float = 0  # seconds still serving after a stop signal, /ready 503
     drain_timeout: float = 25  # then at most this long to answer requests and finish tasks
     base_path: str = ""  # API_PREFIX or LAB_SERVICE_PATH, without a trailing slash
@@ -38,6 +39,8 @@ class Settings:
             port=_number(env, "PORT", cls.port, int),
             threads=_number(env, "THREADS", cls.threads, int, minimum=1),
             keepalive_timeout=_number(env, "KEEPALIVE_TIMEOUT", cls.keepalive_timeout),
+            connection_limit=_number(env, "CONNECTION_LIMIT", cls.connection_limit, int,
+                                     minimum=1),
             drain_delay=_number(env, "DRAIN_DELAY", cls.drain_delay),
             drain_timeout=_number(env, "DRAIN_TIMEOUT", cls.drain_timeout),
             base_path=base_path(env.get("API_PREFIX") or env.get("LAB_SERVICE_PATH") or ""),

@@ -1,5 +1,6 @@
 """Long-running tasks: where their records live and who runs them (one module per kind)."""
 
-from .base import Task, TaskBackend, TaskRecord, TaskStoreError
+from .base import KeyReused, Task, TaskBackend, TaskRecord, TaskStoreError, TaskStoreUnavailable
 
-__all__ = ["Task", "TaskBackend", "TaskRecord", "TaskStoreError"]
+__all__ = ["KeyReused", "Task", "TaskBackend", "TaskRecord", "TaskStoreError",
+           "TaskStoreUnavailable"]

@@ -7,6 +7,7 @@ once `completed` or `failed` is never changed by a second run. Every task ends
 leave a task that raised "in progress" forever.
 """
 
+import hashlib
 import json
 import logging
 import threading
@@ -27,6 +28,21 @@ STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED)
 
 class TaskStoreError(Exception):
     """The store cannot be used (an unwritable TASKS_DB, a Redis that does not answer)."""
+
+
+class KeyReused(Exception):
+    """An Idempotency-Key sent again with another body: which request is meant cannot
+    be known (draft-ietf-httpapi-idempotency-key-header: 422)."""
+
+
+def fingerprint(body: bytes) -> str:
+    """What tells one request body from another, kept beside an idempotency key."""
+    return hashlib.sha256(body).hexdigest()
+
+
+class TaskStoreUnavailable(Exception):
+    """The store stopped answering while serving (Redis went away): the request is
+    answered 503, to retry; the next request tries the store again."""
 
 
 @dataclass
@@ -105,7 +121,8 @@ class TaskBackend(Drainable, ABC):
     @abstractmethod
     def create(self, endpoint: str, body: bytes, content_type: str,
                idempotency_key: str | None) -> TaskRecord:
-        """Record a queued task and queue it; with a key already used here, the earlier task."""
+        """Record a queued task and queue it; with a key already used here, the earlier
+        task, or `KeyReused` when that task's body was another."""
 
     @abstractmethod
     def get(self, task_id: str) -> TaskRecord | None:
@@ -158,8 +175,8 @@ class TaskBackend(Drainable, ABC):
         started = time.monotonic()
         try:
             result = function(Task(self, claimed))
-            json.dumps(result)  # a result that cannot be stored fails the task, here
-        except Exception as exc:
+            json.dumps(result, allow_nan=False)  # a result JSON cannot carry fails the task
+        except (Exception, SystemExit) as exc:  # sys.exit() in a task ends the task only
             log.exception("task %s (%s) failed", claimed.task_id, claimed.endpoint)
             self.finish(claimed.task_id, FAILED, None, f"{type(exc).__name__}: {exc}")
             return

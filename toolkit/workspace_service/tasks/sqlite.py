@@ -19,10 +19,12 @@ from .base import (
     QUEUED,
     RUNNING,
     STATUSES,
+    KeyReused,
     TaskBackend,
     TaskInput,
     TaskRecord,
     TaskStoreError,
+    fingerprint,
 )
 
 _SCHEMA = """
@@ -37,6 +39,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     body BLOB,
     content_type TEXT NOT NULL DEFAULT '',
     idempotency_key TEXT,
+    request_hash TEXT,
     created REAL NOT NULL,
     updated REAL NOT NULL,
     expires REAL
@@ -46,6 +49,13 @@ CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency
 CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (status, created);
 CREATE INDEX IF NOT EXISTS tasks_expires ON tasks (expires) WHERE expires IS NOT NULL;
 """
+def _add_request_hash(db: sqlite3.Connection) -> None:
+    """A file made before request bodies were told apart gets their column."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+    if "request_hash" not in columns:
+        db.execute("ALTER TABLE tasks ADD COLUMN request_hash TEXT")
+
+
 _RECORD = "task_id, endpoint, status, message, progress, result, error, created, updated"
 _STOP = object()  # tells a worker thread to end
 
@@ -67,6 +77,7 @@ class SQLiteBackend(TaskBackend):
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            _add_request_hash(db)
         except (OSError, sqlite3.Error) as exc:
             raise TaskStoreError(f"TASKS_DB {self.path}: cannot open it ({exc})") from None
         self._db = db
@@ -100,14 +111,18 @@ class SQLiteBackend(TaskBackend):
         now = time.time()
         self._sql("DELETE FROM tasks WHERE expires < ?", now)
         task_id = uuid.uuid4().hex
+        digest = fingerprint(body)
         try:
             self._sql("INSERT INTO tasks (task_id, endpoint, status, body, content_type, "
-                      "idempotency_key, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                      task_id, endpoint, QUEUED, body, content_type, idempotency_key, now, now)
+                      "idempotency_key, request_hash, created, updated) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", task_id, endpoint, QUEUED, body,
+                      content_type, idempotency_key, digest, now, now)
         except sqlite3.IntegrityError:  # the key was used: the same task again
-            row = self._sql("SELECT task_id FROM tasks WHERE endpoint = ? AND "
-                            "idempotency_key = ?", endpoint, idempotency_key).fetchone()
-            task_id = row[0]
+            task_id, sent = self._sql("SELECT task_id, request_hash FROM tasks WHERE "
+                                      "endpoint = ? AND idempotency_key = ?", endpoint,
+                                      idempotency_key).fetchone()
+            if sent not in (None, digest):  # None: recorded before bodies were told apart
+                raise KeyReused(idempotency_key) from None
         else:
             if endpoint in self._queues and not self._stopping.is_set():
                 self._queues[endpoint].put(task_id)
