@@ -266,3 +266,36 @@ def test_sigterm_lets_a_running_task_finish(start: Callable[..., RunnerProcess])
     assert (last["status"], last["Status"]) == ("completed", "completed")
     assert f"Completed task task_id={task_id}" in runner.stdout
     assert f"Started task task_id={task_id}" not in again.stdout
+
+
+IMAGE_SERVICE = ROOT / "tests" / "toolkit" / "ai4e_image_py"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(24))
+
+
+@pytest.fixture(scope="module")
+def image_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerProcess]:
+    """The image service (AI4E's pytorch/tensorflow examples' shape), one run for the module."""
+    tasks_db = tmp_path_factory.mktemp("ai4e-image") / "tasks.sqlite3"
+    runner = RunnerProcess([IMAGE_SERVICE, "--code-only"], env=toolkit_env(
+        API_PREFIX=PREFIX, TASKS_DB=str(tasks_db)))
+    try:
+        wait_ready(runner)
+        yield runner
+    finally:
+        runner.kill()
+
+
+def test_an_image_service_with_ai4es_flask_extension_classifies(
+    image_service: RunnerProcess,
+) -> None:
+    """`from ai4e_app_insights import AppInsights; AppInsights(app)` (AI4E's Flask extension,
+    in its pytorch example) imports and leaves the answers, errors included, alone."""
+    classify = f"{PREFIX}/classify"
+    image = request(image_service, "POST", classify, PNG, "image/png")
+    octets = request(image_service, "POST", classify, b"abc", "application/octet-stream")
+    wrong_type = request(image_service, "POST", classify, PNG, "text/plain")
+    too_big = request(image_service, "POST", classify, b"x" * 10001, "image/jpeg")
+    assert (image[0], image[2]) == (200, f"class {len(PNG)}".encode())
+    assert (octets[0], octets[2]) == (200, b"class 3")
+    assert problem(wrong_type)["status"] == 415
+    assert problem(too_big)["status"] == 413
