@@ -299,3 +299,20 @@ def test_an_image_service_with_ai4es_flask_extension_classifies(
     assert (octets[0], octets[2]) == (200, b"class 3")
     assert problem(wrong_type)["status"] == 415
     assert problem(too_big)["status"] == 413
+
+
+def test_an_abort_in_the_processing_function_answers_the_post(
+    image_service: RunnerProcess,
+) -> None:
+    """AI4E ran the processing function in the request, so its `abort(400, ...)` was the
+    caller's answer; no task is made. A good image runs it once, not once more in the task."""
+    empty = request(image_service, "POST", f"{PREFIX}/detect", b"", "image/png")
+    before = image_service.stdout.count("Processing data...")
+    status, _, body = request(image_service, "POST", f"{PREFIX}/detect", PNG, "image/png")
+    match = TASK_ID.fullmatch(body.decode())
+    assert (status, bool(match)) == (200, True), body
+    wait_for(lambda: task_status(image_service, match[1])["status"] in FINISHED, 10,
+             "the detection")
+    refused = problem(empty)
+    assert (refused["status"], refused["detail"]) == (400, "an image is required")
+    assert image_service.stdout.count("Processing data...") == before + 1

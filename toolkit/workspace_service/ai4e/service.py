@@ -41,8 +41,15 @@ from .. import server
 from ..lifecycle import DRAINING, FAILED
 from ..problems import Problem
 from ..service import Service
-from ..tasks.base import Task
-from .tasks import REQUEST_TYPE, TaskManager, queued_request, rebuilt_request, status_document
+from ..tasks.base import QUEUED, Task
+from .tasks import (
+    REQUEST_TYPE,
+    PreparedValues,
+    TaskManager,
+    queued_request,
+    rebuilt_request,
+    status_document,
+)
 
 log = logging.getLogger("workspace_service.ai4e")
 ProcessingFunction = Callable[[flask.Request], dict[str, Any]]
@@ -57,6 +64,7 @@ class APIService:
         self.service = Service(_name(flask_app), app=flask_app)
         self.api_prefix = self.service.settings.base_path
         self.api_task_manager = TaskManager(self.service)
+        self._prepared = PreparedValues()
         flask_app.add_url_rule("/", "ai4e_health_check", self.health_check, methods=["GET"])
         flask_app.add_url_rule("/task/<task_id>", "ai4e_task_status", self.task_status,
                                methods=["GET"])
@@ -110,12 +118,17 @@ class APIService:
         `TaskId: <id>` at once; `func(taskId=..., **kwargs)` runs in a task worker.
 
         `maximum_concurrent_requests` tasks of this route run at once; more wait
-        queued (AI4E refused them with 503).
+        queued (AI4E refused them with 503). The request processing function runs
+        in the request, as in AI4E (its `abort(400)` is the caller's answer and no
+        task is made); its values are kept for the task's run in this process, and
+        made again from the queued request by a run after a restart.
         """
         def decorate(func: Callable) -> Callable:
             def run(task: Task) -> Any:
                 with rebuilt_request(self.app, task):
-                    values = _processed(request_processing_function)
+                    values = self._prepared.take(task.id)
+                    if values is None:  # queued by another run, or waited too long
+                        values = _processed(request_processing_function)
                     url_values = flask.request.view_args or {}
                     return func(**{"api_path": api_path, **url_values, **values,
                                    "taskId": task.id})
@@ -126,9 +139,13 @@ class APIService:
             @functools.wraps(func)
             def submit(**url_values: Any) -> flask.Response:
                 request = flask.request
-                record = self.service.tasks.create(api_path, queued_request(request),
-                                                   REQUEST_TYPE,
-                                                   request.headers.get("Idempotency-Key"))
+                values = _processed(request_processing_function)  # its abort() answers here
+                with self._prepared.keeping() as keep:
+                    record = self.service.tasks.create(api_path, queued_request(request),
+                                                       REQUEST_TYPE,
+                                                       request.headers.get("Idempotency-Key"))
+                    if record.status == QUEUED:
+                        keep(record.task_id, values)
                 answer = flask.make_response(f"TaskId: {record.task_id}")
                 answer.mimetype = "text/plain"
                 answer.headers["Location"] = f"{request.script_root}/tasks/{record.task_id}"

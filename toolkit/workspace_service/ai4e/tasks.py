@@ -10,12 +10,17 @@ but write the toolkit's records: in SQLite or Redis, every task ends
 
 A task of `api_async_func` is queued with its whole request (path, query
 string, body, content type), so that it can run again after a restart: the
-request processing function runs in the task, in a request context rebuilt
-from what was queued.
+request processing function's values, made in the request, are kept in memory
+for the task's run here; a run without them (after a restart, on another
+replica) makes them again in a request context rebuilt from what was queued.
 """
 
 import base64
 import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +37,42 @@ REQUEST_TYPE = "application/vnd.workspace-service.ai4e-request+json"
 #: worker does (so one cut short by a restart is left queued: only its caller knew how).
 ADDED = "/ai4e/added-task"
 TIMESTAMP = "%Y-%m-%d %H:%M:%S"  # AI4E's, in UTC
+
+
+#: Seconds a request's processed values wait for their task's run here; a task that waits
+#: longer (or runs on another replica, whose values are never taken) makes them again.
+PREPARED_MAX_AGE = 600.0
+
+
+class PreparedValues:
+    """The request processing function's values of queued tasks, until their run takes them.
+
+    A submit keeps them while holding the lock around `create`, so that the worker
+    (which takes under the same lock) never runs before they are kept.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    @contextmanager
+    def keeping(self) -> Iterator[Callable[[str, dict[str, Any]], None]]:
+        """Hold the lock; the callable keeps one task's values (and drops stale ones)."""
+        def keep(task_id: str, values: dict[str, Any]) -> None:
+            now = time.monotonic()
+            for stale in [k for k, (at, _) in self._values.items()
+                          if now - at > PREPARED_MAX_AGE]:
+                del self._values[stale]
+            self._values.setdefault(task_id, (now, values))
+
+        with self._lock:
+            yield keep
+
+    def take(self, task_id: str) -> dict[str, Any] | None:
+        """The task's values, once; None when none are kept here."""
+        with self._lock:
+            kept = self._values.pop(task_id, None)
+        return None if kept is None else kept[1]
 
 
 def queued_request(request: flask.Request) -> bytes:
