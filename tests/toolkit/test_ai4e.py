@@ -316,3 +316,17 @@ def test_an_abort_in_the_processing_function_answers_the_post(
     refused = problem(empty)
     assert (refused["status"], refused["detail"]) == (400, "an image is required")
     assert image_service.stdout.count("Processing data...") == before + 1
+
+
+def test_what_an_async_function_returns_does_not_fail_its_task(
+    image_service: RunnerProcess,
+) -> None:
+    """AI4E ignored an async function's return value; /detect returns its BytesIO (not JSON)
+    after setting its last status: the task completes with that status, no result."""
+    task_id = TASK_ID.fullmatch(
+        request(image_service, "POST", f"{PREFIX}/detect", PNG, "image/jpeg")[2].decode())[1]
+    wait_for(lambda: task_status(image_service, task_id)["status"] in FINISHED, 10,
+             "the detection")
+    last = task_status(image_service, task_id)
+    assert (last["status"], last["Status"], last["result"]) == (
+        "completed", f"completed - {len(PNG)} boxes", None)

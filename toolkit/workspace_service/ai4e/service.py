@@ -30,6 +30,7 @@ argument AI4E accepted are ignored, as AI4E ignored unknown ones.
 """
 
 import functools
+import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -130,8 +131,8 @@ class APIService:
                     if values is None:  # queued by another run, or waited too long
                         values = _processed(request_processing_function)
                     url_values = flask.request.view_args or {}
-                    return func(**{"api_path": api_path, **url_values, **values,
-                                   "taskId": task.id})
+                    return _storable(func(**{"api_path": api_path, **url_values, **values,
+                                             "taskId": task.id}))
 
             functools.update_wrapper(run, func)
             self.service.tasks.register(api_path, run, maximum_concurrent_requests or 1)
@@ -189,3 +190,13 @@ def _processed(request_processing_function: ProcessingFunction | None) -> dict[s
     if request_processing_function is None:
         return {}
     return dict(request_processing_function(flask.request) or {})
+
+
+def _storable(result: Any) -> Any:
+    """The task's result when it can be stored as JSON, else None: AI4E ignored what an
+    async function returned (an image, a numpy array), so it must not fail the task."""
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError):
+        return None
+    return result
