@@ -214,7 +214,7 @@ def release():
 
 @app.route("/status/<task_id>")
 def status(task_id):
-    return manager.GetTaskStatus(task_id) or {"missing": True}
+    return manager.GetTaskStatus(task_id)
 
 if __name__ == "__main__":
     app.run(host="0.0.0.0", port=80)
@@ -246,7 +246,8 @@ def test_add_task_and_its_calls_from_code_that_runs_the_task_itself(tmp_path: Pa
     assert (done["status"], done["Status"]) == ("completed", "all done")
     assert (failed["status"], failed["Status"], failed["error"]) == (
         "failed", "could not do it", "could not do it")
-    assert unknown == {"missing": True}
+    assert (unknown["TaskId"], unknown["Status"], unknown["Endpoint"]) == ("nope", "Not found.", "")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", unknown["Timestamp"])
     assert "app.run(host='0.0.0.0', port=80): arguments ignored" in runner.stdout
     assert code == 0
 

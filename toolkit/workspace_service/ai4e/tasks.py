@@ -127,7 +127,7 @@ class TaskManager:
         tasks = self._service.tasks
         record = tasks.create(ADDED, b"", "", None)
         tasks.claim(record.task_id)  # running, as AI4E's code expects; no worker runs it
-        return self.GetTaskStatus(record.task_id) or {}
+        return self.GetTaskStatus(record.task_id)
 
     def UpdateTaskStatus(self, taskId: str, status: Any) -> None:
         """Set a running task's message (AI4E's status text)."""
@@ -143,9 +143,11 @@ class TaskManager:
         self.UpdateTaskStatus(taskId, status)
         self._service.tasks.finish(taskId, FAILED, None, str(status))
 
-    def GetTaskStatus(self, taskId: str) -> dict[str, Any] | None:
-        """The status document, or None for an unknown or expired id (AI4E: "Not found.")."""
+    def GetTaskStatus(self, taskId: str) -> dict[str, Any]:
+        """The status document; for an unknown or expired id AI4E's "Not found." document,
+        which AI4E code reads (`GetTaskStatus(id)['Status']`). The HTTP route says 404."""
         record = self._service.tasks.get(str(taskId))
         if record is None:
-            return None
+            return {"TaskId": taskId, "Status": "Not found.", "Endpoint": "",
+                    "Timestamp": datetime.now(UTC).strftime(TIMESTAMP)}
         return status_document(record, self._service.settings.base_path)
