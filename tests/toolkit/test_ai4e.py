@@ -212,6 +212,10 @@ def release():
     go.set()
     return "ok"
 
+@app.route("/new-id")
+def new_id():
+    return manager.GetTaskId()
+
 @app.route("/status/<task_id>")
 def status(task_id):
     return manager.GetTaskStatus(task_id)
@@ -238,6 +242,7 @@ def test_add_task_and_its_calls_from_code_that_runs_the_task_itself(tmp_path: Pa
                  10, "the tasks to finish")
         done, failed = (task_status(runner, i, "") for i in ids)
         unknown = json.loads(runner.get("/status/nope")[1])
+        new_ids = [runner.get("/new-id") for _ in range(2)]
         code = stop(runner)
     finally:
         runner.kill()
@@ -248,6 +253,8 @@ def test_add_task_and_its_calls_from_code_that_runs_the_task_itself(tmp_path: Pa
         "failed", "could not do it", "could not do it")
     assert (unknown["TaskId"], unknown["Status"], unknown["Endpoint"]) == ("nope", "Not found.", "")
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", unknown["Timestamp"])
+    assert [answer[0] for answer in new_ids] == [200, 200]  # AI4E's GetTaskId(): a fresh id
+    assert len({answer[1] for answer in new_ids} - {i.encode() for i in ids}) == 2
     assert "app.run(host='0.0.0.0', port=80): arguments ignored" in runner.stdout
     assert code == 0
 

@@ -19,6 +19,7 @@ import base64
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -118,6 +119,10 @@ class TaskManager:
     def __init__(self, service: "Service") -> None:
         self._service = service
         service.tasks  # noqa: B018 - made now: the store is opened at start, not per request
+
+    def GetTaskId(self) -> str:
+        """A fresh id, unused (AI4E's AddTask took one from here; code may too)."""
+        return uuid.uuid4().hex
 
     def AddTask(self, request: flask.Request) -> dict[str, Any]:
         """A new task, running, for code that runs it itself (then Update/Complete/FailTask).
