@@ -338,3 +338,62 @@ def test_what_an_async_function_returns_does_not_fail_its_task(
     last = task_status(image_service, task_id)
     assert (last["status"], last["Status"], last["result"]) == (
         "completed", f"completed - {len(PNG)} boxes", None)
+
+
+#: An async endpoint whose processing function reads `request.files` (a multipart upload), no
+#: limits set; its first run waits until it is killed, the run after the restart completes.
+UPLOAD_TASK = '''\
+import os, time
+from flask import Flask
+from ai4e_app_insights_wrapper import AI4EAppInsights
+from ai4e_service import APIService
+
+app = Flask(__name__)
+ai4e_service = APIService(app, AI4EAppInsights())
+
+def process_files(request):
+    return {"files": {f.filename: f.read().decode() for f in request.files.values()}}
+
+@ai4e_service.api_async_func(api_path="/upload", methods=["POST"],
+                             request_processing_function=process_files)
+def upload(*args, **kwargs):
+    taskId = kwargs["taskId"]
+    got = ",".join(f"{name}={text}" for name, text in sorted(kwargs["files"].items()))
+    ai4e_service.api_task_manager.UpdateTaskStatus(taskId, "got " + got)
+    if not os.path.exists("ran-once"):
+        open("ran-once", "w").close()
+        time.sleep(30)
+    ai4e_service.api_task_manager.CompleteTask(taskId, "done " + got)
+
+if __name__ == "__main__":
+    app.run()
+'''
+
+
+def test_a_multipart_upload_is_there_again_when_its_task_runs_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "svc").mkdir()
+    (tmp_path / "svc" / "__main__.py").write_text(UPLOAD_TASK)
+    body = (b"--b0undary\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.txt\""
+            b"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b0undary--\r\n")
+    runner = RunnerProcess([tmp_path / "svc", "--code-only"],
+                           env=toolkit_env(TASKS_DB=str(tmp_path / "tasks.sqlite3")))
+    try:
+        wait_ready(runner)
+        answer = request(runner, "POST", "/upload", body, "multipart/form-data; boundary=b0undary")
+        task_id = TASK_ID.fullmatch(answer[2].decode())[1]
+        wait_for(lambda: task_status(runner, task_id, "")["Status"] == "got a.txt=hello", 10,
+                 "the first run")
+        pid = service_pid(runner)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: service_pid(runner) not in (None, pid), 20, "the restart")
+        wait_ready(runner)
+        wait_for(lambda: task_status(runner, task_id, "")["status"] in FINISHED, 10,
+                 "the second run")
+        last = task_status(runner, task_id, "")
+        code = stop(runner)
+    finally:
+        runner.kill()
+    assert (last["status"], last["Status"]) == ("completed", "done a.txt=hello")
+    assert code == 0

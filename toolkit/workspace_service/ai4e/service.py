@@ -140,10 +140,10 @@ class APIService:
             @functools.wraps(func)
             def submit(**url_values: Any) -> flask.Response:
                 request = flask.request
+                queued = queued_request(request)  # first: a form parsed later keeps its body
                 values = _processed(request_processing_function)  # its abort() answers here
                 with self._prepared.keeping() as keep:
-                    record = self.service.tasks.create(api_path, queued_request(request),
-                                                       REQUEST_TYPE,
+                    record = self.service.tasks.create(api_path, queued, REQUEST_TYPE,
                                                        request.headers.get("Idempotency-Key"))
                     if record.status == QUEUED:
                         keep(record.task_id, values)
