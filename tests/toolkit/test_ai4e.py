@@ -397,3 +397,45 @@ def test_a_multipart_upload_is_there_again_when_its_task_runs_after_a_restart(
         runner.kill()
     assert (last["status"], last["Status"]) == ("completed", "done a.txt=hello")
     assert code == 0
+
+
+BATCH_SERVICE = ROOT / "tests" / "toolkit" / "ai4e_batch_py"
+
+
+@pytest.fixture(scope="module")
+def batch_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunnerProcess]:
+    """The batch service (CameraTraps' batch API's shape), one run for the module."""
+    tasks_db = tmp_path_factory.mktemp("ai4e-batch") / "tasks.sqlite3"
+    runner = RunnerProcess([BATCH_SERVICE, "--code-only"], env=toolkit_env(
+        API_PREFIX=PREFIX, TASKS_DB=str(tasks_db), SLEEP="0.3"))
+    try:
+        wait_ready(runner)
+        yield runner
+    finally:
+        runner.kill()
+
+
+def post_detections(runner: RunnerProcess, doc: object) -> str:
+    answer = request(runner, "POST", f"{PREFIX}/request_detections", json.dumps(doc).encode())
+    match = TASK_ID.fullmatch(answer[2].decode())
+    assert (answer[0], bool(match)) == (200, True), answer
+    return match[1]
+
+
+def test_a_status_set_as_a_dict_is_read_back_as_an_object(batch_service: RunnerProcess) -> None:
+    """AI4E kept a status as given; CameraTraps' clients read `Status["request_status"]`."""
+    done_id = post_detections(batch_service, {"images": ["a.jpg", "b.jpg"], "request_name": "r1"})
+    failed_id = post_detections(batch_service, {"images": ["fail"]})
+    running = wait_for(lambda: (lambda doc: doc if isinstance(doc["Status"], dict) else None)(
+        task_status(batch_service, done_id)), 10, "the first status")
+    seen = {task_id: wait_finished(batch_service, task_id)[-1] for task_id in (done_id, failed_id)}
+    toolkit_doc = json.loads(batch_service.get(f"{PREFIX}/tasks/{done_id}")[1])
+    done, failed = seen[done_id], seen[failed_id]
+    assert (running["Status"]["request_status"], running["Status"]["message"]) == (
+        "running", "Request received.")
+    assert (done["status"], done["Status"]["request_status"], done["Status"]["message"]) == (
+        "completed", "completed", {"num_images": 2, "detections": "r1_detections.json"})
+    assert (failed["status"], failed["Status"]["request_status"]) == ("failed", "failed")
+    assert json.loads(failed["error"]) == failed["Status"]
+    assert json.loads(done["message"]) == done["Status"]  # the toolkit's keys: its JSON text
+    assert toolkit_doc["message"] == done["message"]

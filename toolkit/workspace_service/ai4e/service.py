@@ -41,7 +41,7 @@ import flask
 from .. import server
 from ..lifecycle import DRAINING, FAILED
 from ..problems import Problem
-from ..service import Service
+from ..service import TASK_STATUS_RULE, Service
 from ..tasks.base import QUEUED, Task
 from .tasks import (
     REQUEST_TYPE,
@@ -50,6 +50,7 @@ from .tasks import (
     queued_request,
     rebuilt_request,
     status_document,
+    toolkit_document,
 )
 
 log = logging.getLogger("workspace_service.ai4e")
@@ -66,6 +67,7 @@ class APIService:
         self.api_prefix = self.service.settings.base_path
         self.api_task_manager = TaskManager(self.service)
         self._prepared = PreparedValues()
+        self._show_status_objects(flask_app)
         flask_app.add_url_rule("/", "ai4e_health_check", self.health_check, methods=["GET"])
         flask_app.add_url_rule("/task/<task_id>", "ai4e_task_status", self.task_status,
                                methods=["GET"])
@@ -89,6 +91,18 @@ class APIService:
         if record is None:
             raise Problem(404, f"no task {task_id} (unknown, or expired)")
         return status_document(record, self.api_prefix)
+
+    def _show_status_objects(self, flask_app: flask.Flask) -> None:
+        """The toolkit's `GET /tasks/<id>` (where `Location` points) shows a status object
+        as its JSON text, as AI4E's route does, not as the message that keeps it."""
+        rule = next(r for r in flask_app.url_map.iter_rules() if r.rule == TASK_STATUS_RULE)
+        flask_app.view_functions[rule.endpoint] = self._toolkit_task_status
+
+    def _toolkit_task_status(self, task_id: str) -> dict[str, Any]:
+        record = self.service.tasks.get(task_id)
+        if record is None:
+            raise Problem(404, f"no task {task_id} (unknown, or expired)")
+        return toolkit_document(record)
 
     def api_sync_func(self, api_path: str, methods: Sequence[str],
                       request_processing_function: ProcessingFunction | None = None,

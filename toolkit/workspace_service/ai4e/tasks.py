@@ -6,7 +6,8 @@ task that raised as failed. Here the calls keep their names and meaning
 (`AddTask`, `UpdateTaskStatus`, `CompleteTask`, `FailTask`, `GetTaskStatus`)
 but write the toolkit's records: in SQLite or Redis, every task ends
 `completed` or `failed`, and a status document carries AI4E's keys (`TaskId`,
-`Status`, `Timestamp`, `Endpoint`) beside the toolkit's.
+`Status`, `Timestamp`, `Endpoint`) beside the toolkit's. A status that is not
+text (CameraTraps sets dicts) is kept as JSON and read back as that object.
 
 A task of `api_async_func` is queued with its whole request (path, query
 string, body, content type), so that it can run again after a restart: the
@@ -38,6 +39,9 @@ REQUEST_TYPE = "application/vnd.workspace-service.ai4e-request+json"
 #: worker does (so one cut short by a restart is left queued: only its caller knew how).
 ADDED = "/ai4e/added-task"
 TIMESTAMP = "%Y-%m-%d %H:%M:%S"  # AI4E's, in UTC
+#: Starts a task message that holds a status object as JSON: AI4E kept a status as it was
+#: given, so a dict set by UpdateTaskStatus reaches the client as an object under `Status`.
+JSON_STATUS = "\x1ejson:"
 
 
 #: Seconds a request's processed values wait for their task's run here; a task that waits
@@ -95,22 +99,47 @@ def rebuilt_request(app: flask.Flask, task: Task) -> Any:
         data=base64.b64decode(sent["body"]), content_type=sent["content_type"] or None)
 
 
+def status_text(status: Any) -> str:
+    """A status as text: text as it is, any other value as JSON."""
+    return status if isinstance(status, str) else json.dumps(status, default=str)
+
+
+def encoded_status(status: Any) -> str:
+    """A status as a task message: text as it is, any other value marked JSON."""
+    return status if isinstance(status, str) else JSON_STATUS + status_text(status)
+
+
+def decoded_status(message: str) -> tuple[Any, str]:
+    """(the status as it was set, its text) of a task message."""
+    if message.startswith(JSON_STATUS):
+        text = message.removeprefix(JSON_STATUS)
+        return json.loads(text), text
+    return message, message
+
+
+def toolkit_document(record: TaskRecord) -> dict[str, Any]:
+    """The toolkit's status document, a status object's message as its JSON text."""
+    return {**record.to_json(), "message": decoded_status(record.message)[1]}
+
+
 def status_document(record: TaskRecord, base_path: str) -> dict[str, Any]:
     """The toolkit's status document plus AI4E's four keys.
 
-    AI4E's `Status` was the last text the service set; it is the message here,
-    the error for a failed task, "created" for a queued one (AI4E's word).
+    AI4E's `Status` was the last status the service set (text or an object); it
+    is the message here, the error for a task that raised, "created" for a
+    queued one (AI4E's word).
     """
-    if record.status == FAILED:
+    status, text = decoded_status(record.message)
+    if record.status == FAILED and record.error != text:  # raised, not FailTask
         status = record.error or FAILED
     elif record.status == QUEUED and not record.message:
         status = "created"
-    else:
-        status = record.message or record.status
+    elif not record.message:
+        status = record.status
     endpoint = "" if record.endpoint == ADDED else base_path + record.endpoint
     return {"TaskId": record.task_id, "Status": status, "Endpoint": endpoint,
             "Timestamp": datetime.fromtimestamp(record.updated, UTC).strftime(TIMESTAMP),
-            **record.to_json()}
+            **toolkit_document(record)}
 
 
 class TaskManager:
@@ -135,8 +164,8 @@ class TaskManager:
         return self.GetTaskStatus(record.task_id)
 
     def UpdateTaskStatus(self, taskId: str, status: Any) -> None:
-        """Set a running task's message (AI4E's status text)."""
-        self._service.tasks.update(taskId, str(status), None)
+        """Set a running task's message (AI4E's status: text, or an object kept as JSON)."""
+        self._service.tasks.update(taskId, encoded_status(status), None)
 
     def CompleteTask(self, taskId: str, status: Any) -> None:
         """The task is done: `completed`, with `status` as its last message."""
@@ -144,9 +173,9 @@ class TaskManager:
         self._service.tasks.finish(taskId, COMPLETED, None, None)
 
     def FailTask(self, taskId: str, status: Any) -> None:
-        """The task failed: `failed`, with `status` as its message and error."""
+        """The task failed: `failed`, with `status` as its message and error (its text)."""
         self.UpdateTaskStatus(taskId, status)
-        self._service.tasks.finish(taskId, FAILED, None, str(status))
+        self._service.tasks.finish(taskId, FAILED, None, status_text(status))
 
     def GetTaskStatus(self, taskId: str) -> dict[str, Any]:
         """The status document; for an unknown or expired id AI4E's "Not found." document,
