@@ -439,3 +439,17 @@ def test_a_status_set_as_a_dict_is_read_back_as_an_object(batch_service: RunnerP
     assert json.loads(failed["error"]) == failed["Status"]
     assert json.loads(done["message"]) == done["Status"]  # the toolkit's keys: its JSON text
     assert toolkit_doc["message"] == done["message"]
+
+
+def test_a_response_from_the_processing_function_is_the_answer(
+    batch_service: RunnerProcess,
+) -> None:
+    """CameraTraps' validation returns `make_response(jsonify(error=...), 400)` "without
+    issuing the user a request_id"; AI4E crashed (500) merging it into the arguments."""
+    path = f"{PREFIX}/request_detections"
+    no_images = request(batch_service, "POST", path, json.dumps({"request_name": "r"}).encode())
+    bad_name = request(batch_service, "POST", path,
+                       json.dumps({"images": ["a.jpg"], "request_name": "a b"}).encode())
+    assert (no_images[0], json.loads(no_images[2])) == (
+        400, {"error": "images is a required field."})
+    assert bad_name[0] == 400 and "unallowed characters" in json.loads(bad_name[2])["error"]

@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import flask
+import werkzeug
 
 from .. import server
 from ..lifecycle import DRAINING, FAILED
@@ -200,10 +201,17 @@ def _name(app: flask.Flask) -> str:
 
 
 def _processed(request_processing_function: ProcessingFunction | None) -> dict[str, Any]:
-    """The processing function's keys for the current request ({} without one)."""
+    """The processing function's keys for the current request ({} without one).
+
+    A response it returns is the request's answer: CameraTraps' validation returns
+    `make_response(jsonify(error=...), 400)` to refuse "without issuing a request_id"
+    (AI4E crashed with 500 merging it into the function's arguments)."""
     if request_processing_function is None:
         return {}
-    return dict(request_processing_function(flask.request) or {})
+    values = request_processing_function(flask.request)
+    if isinstance(values, werkzeug.Response):
+        flask.abort(values)
+    return dict(values or {})
 
 
 def _storable(result: Any) -> Any:
