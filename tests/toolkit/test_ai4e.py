@@ -453,3 +453,54 @@ def test_a_response_from_the_processing_function_is_the_answer(
     assert (no_images[0], json.loads(no_images[2])) == (
         400, {"error": "images is a required field."})
     assert bad_name[0] == 400 and "unallowed characters" in json.loads(bad_name[2])["error"]
+
+
+#: AI4E services' plain Flask routes, written with the prefix themselves (the pytorch example,
+#: CameraTraps' batch API: `@app.route(api_prefix + '/request_detections', ...)`).
+PREFIXED_ROUTES = '''\
+import os
+from flask import Flask, jsonify, request
+from ai4e_app_insights_wrapper import AI4EAppInsights
+from ai4e_service import APIService
+
+api_prefix = os.getenv("API_PREFIX")
+app = Flask(__name__)
+with app.app_context():
+    ai4e_service = APIService(app, AI4EAppInsights())
+
+@app.route(api_prefix + "/request_detections", methods=["POST"])
+def request_detections():
+    return jsonify(got=request.get_json())
+
+@app.route(api_prefix + "/version/<name>")
+def version(name):
+    return "v1 of " + name
+
+@app.route("/unprefixed")
+def unprefixed():
+    return "moved under the prefix"
+
+if __name__ == "__main__":
+    app.run()
+'''
+
+
+def test_plain_flask_routes_written_with_the_prefix_are_served(tmp_path: Path) -> None:
+    (tmp_path / "svc").mkdir()
+    (tmp_path / "svc" / "__main__.py").write_text(PREFIXED_ROUTES)
+    runner = RunnerProcess([tmp_path / "svc", "--code-only"], env=toolkit_env(
+        API_PREFIX=PREFIX, TASKS_DB=str(tmp_path / "tasks.sqlite3")))
+    try:
+        wait_ready(runner)
+        posted = request(runner, "POST", f"{PREFIX}/request_detections", b'{"a": 1}')
+        version = runner.get(f"{PREFIX}/version/md")
+        moved = runner.get(f"{PREFIX}/unprefixed")
+        doubled = request(runner, "GET", f"{PREFIX}{PREFIX}/version/md", content_type=None)
+        code = stop(runner)
+    finally:
+        runner.kill()
+    assert (posted[0], json.loads(posted[2])) == (200, {"got": {"a": 1}})
+    assert version == (200, b"v1 of md")
+    assert moved == (200, b"moved under the prefix")
+    assert problem(doubled)["status"] == 404
+    assert code == 0

@@ -69,6 +69,7 @@ class APIService:
         self.api_task_manager = TaskManager(self.service)
         self._prepared = PreparedValues()
         self._show_status_objects(flask_app)
+        _unprefix_plain_routes(flask_app, self.api_prefix)
         flask_app.add_url_rule("/", "ai4e_health_check", self.health_check, methods=["GET"])
         flask_app.add_url_rule("/task/<task_id>", "ai4e_task_status", self.task_status,
                                methods=["GET"])
@@ -198,6 +199,22 @@ def _name(app: flask.Flask) -> str:
     """The service's name: AI4E's SERVICE_MODEL_NAME, else the app's (unless `__main__`)."""
     name = os.environ.get("SERVICE_MODEL_NAME") or app.name
     return "ai4e-service" if name == "__main__" else name
+
+
+def _unprefix_plain_routes(app: flask.Flask, prefix: str) -> None:
+    """AI4E services write their plain Flask routes with the prefix (`@app.route(api_prefix
+    + '/classify')`); the toolkit serves the whole app under it already, so it is taken off
+    the rules added from now on (else they would answer only under the prefix twice)."""
+    if not prefix:
+        return
+    add_url_rule = app.add_url_rule
+
+    def add_unprefixed(rule: str, *args: Any, **kwargs: Any) -> None:
+        if rule == prefix or rule.startswith(prefix + "/"):
+            rule = rule[len(prefix):] or "/"
+        add_url_rule(rule, *args, **kwargs)
+
+    app.add_url_rule = add_unprefixed  # type: ignore[method-assign]  # `app.route` calls it
 
 
 def _processed(request_processing_function: ProcessingFunction | None) -> dict[str, Any]:
