@@ -504,3 +504,73 @@ def test_plain_flask_routes_written_with_the_prefix_are_served(tmp_path: Path) -
     assert moved == (200, b"moved under the prefix")
     assert problem(doubled)["status"] == 404
     assert code == 0
+
+
+#: CameraTraps' batch API "hacking the API Framework a bit": its own route adds the task,
+#: sets AI4E's request counter and runs the work with AI4E's private thread helper.
+THREAD_HELPER = '''\
+import os
+from flask import Flask, jsonify, request
+from ai4e_app_insights_wrapper import AI4EAppInsights
+from ai4e_service import APIService
+
+api_prefix = os.getenv("API_PREFIX")
+app = Flask(__name__)
+with app.app_context():
+    ai4e_service = APIService(app, AI4EAppInsights())
+api_task_manager = ai4e_service.api_task_manager
+ai4e_service.func_request_counts[api_prefix + "/request_detections"] = 0
+
+@app.route(api_prefix + "/request_detections", methods=["POST"])
+def request_detections():
+    task_info = api_task_manager.AddTask(request)
+    request_id = str(task_info["TaskId"])
+    ai4e_service._create_and_execute_thread(  # AI4E fails the task named `taskId` if it raises
+        func=_request_detections, api_path="/request_detections",
+        request_id=request_id, post_body=request.get_json(), taskId=request_id)
+    return jsonify(request_id=request_id)
+
+def _request_detections(**kwargs):
+    request_id = kwargs["request_id"]
+    if kwargs["post_body"].get("fail"):
+        raise RuntimeError("the cluster is gone")
+    counted = ai4e_service.func_request_counts[api_prefix + "/request_detections"]
+    api_task_manager.UpdateTaskStatus(request_id, {"request_status": "completed",
+                                                   "running": counted})
+
+@app.route(api_prefix + "/echo/<text>")
+def echo(text):
+    return ai4e_service.wrap_sync_endpoint("get:echo", func=lambda **kw: "Echo: " + kw["text"],
+                                           api_path="/echo", text=text)
+
+if __name__ == "__main__":
+    app.run()
+'''
+
+
+def test_ai4es_thread_helper_and_request_counter_as_cameratraps_uses_them(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "svc").mkdir()
+    (tmp_path / "svc" / "__main__.py").write_text(THREAD_HELPER)
+    runner = RunnerProcess([tmp_path / "svc", "--code-only"], env=toolkit_env(
+        API_PREFIX=PREFIX, TASKS_DB=str(tmp_path / "tasks.sqlite3")))
+    try:
+        wait_ready(runner)
+        ids = [json.loads(request(runner, "POST", f"{PREFIX}/request_detections",
+                                  json.dumps(body).encode())[2])["request_id"]
+               for body in ({}, {"fail": True})]
+        wait_for(lambda: all(task_status(runner, i)["status"] in FINISHED
+                             or isinstance(task_status(runner, i)["Status"], dict)
+                             for i in ids), 10, "the threads")
+        done, failed = (task_status(runner, i) for i in ids)
+        echo = runner.get(f"{PREFIX}/echo/hi")
+        code = stop(runner)
+    finally:
+        runner.kill()
+    assert done["Status"] == {"request_status": "completed", "running": 1}
+    assert (failed["status"], failed["Status"]) == (
+        "failed", "Task failed - please contact support or try again.")
+    assert "RuntimeError: the cluster is gone" in runner.stdout
+    assert echo == (200, b"Echo: hi")
+    assert code == 0

@@ -33,6 +33,7 @@ import functools
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -68,6 +69,11 @@ class APIService:
         self.api_prefix = self.service.settings.base_path
         self.api_task_manager = TaskManager(self.service)
         self._prepared = PreparedValues()
+        #: AI4E's running requests per path, which code reads and sets (CameraTraps sets its
+        #: own route's to 0); counted by the thread helpers below. The decorators' limits
+        #: are the toolkit's, counted under a lock of their own.
+        self.func_request_counts: dict[str, int] = {}
+        self._counts_lock = threading.Lock()
         self._show_status_objects(flask_app)
         _unprefix_plain_routes(flask_app, self.api_prefix)
         flask_app.add_url_rule("/", "ai4e_health_check", self.health_check, methods=["GET"])
@@ -180,6 +186,47 @@ class APIService:
                                      content_types=content_types,
                                      max_content_length=max_content_length, json_object=False,
                                      endpoint=f"ai4e:{','.join(methods)}:{api_path}")
+
+    def wrap_sync_endpoint(self, trace_name: str | None = None, *args: Any,
+                           **kwargs: Any) -> Any:
+        """AI4E's: `kwargs['func'](*args, **kwargs)`, counted (`trace_name` is ignored)."""
+        return self._execute_func_with_counter(*args, **kwargs)
+
+    def wrap_async_endpoint(self, trace_name: str | None = None, *args: Any,
+                            **kwargs: Any) -> None:
+        """AI4E's: `kwargs['func'](*args, **kwargs)` in a thread of its own."""
+        self._create_and_execute_thread(*args, **kwargs)
+
+    def _create_and_execute_thread(self, *args: Any, **kwargs: Any) -> None:
+        """AI4E's private helper, which CameraTraps' batch API calls. The thread is no task
+        of the toolkit's: a stop does not wait for it, a restart does not run it again."""
+        threading.Thread(target=self._run_in_thread, args=args, kwargs=kwargs,
+                         daemon=True).start()
+
+    def _run_in_thread(self, *args: Any, **kwargs: Any) -> None:
+        """A thread's function; if it raises, logged, and the task named `taskId` failed
+        with AI4E's words (AI4E meant to, but its handler raised a TypeError instead)."""
+        try:
+            self._execute_func_with_counter(*args, **kwargs)
+        except Exception:
+            log.exception("%s (%s) failed", getattr(kwargs["func"], "__name__", "a function"),
+                          kwargs.get("api_path"))
+            if kwargs.get("taskId"):
+                self.api_task_manager.FailTask(
+                    kwargs["taskId"], "Task failed - please contact support or try again.")
+
+    def _execute_func_with_counter(self, *args: Any, **kwargs: Any) -> Any:
+        """`kwargs['func'](*args, **kwargs)`, counted in `func_request_counts` meanwhile."""
+        key = self.api_prefix + kwargs["api_path"]
+        self._count(key, 1)
+        try:
+            return kwargs["func"](*args, **kwargs)
+        finally:
+            self._count(key, -1)
+
+    def _count(self, key: str, step: int) -> None:
+        with self._counts_lock:
+            self.func_request_counts[key] = self.func_request_counts.get(key, 0) + step
 
     def run(self, *args: Any, **kwargs: Any) -> None:
         """`app.run()`: serve through the toolkit on $HOST:$PORT (AI4E's own arguments,
