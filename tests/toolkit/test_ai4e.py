@@ -480,6 +480,10 @@ def version(name):
 def unprefixed():
     return "moved under the prefix"
 
+@ai4e_service.api_sync_func(api_path=api_prefix + "/nested", methods=["GET"])
+def nested(*args, **kwargs):
+    return "AI4E put the prefix before api_path, whatever it was"
+
 if __name__ == "__main__":
     app.run()
 '''
@@ -496,6 +500,7 @@ def test_plain_flask_routes_written_with_the_prefix_are_served(tmp_path: Path) -
         version = runner.get(f"{PREFIX}/version/md")
         moved = runner.get(f"{PREFIX}/unprefixed")
         doubled = request(runner, "GET", f"{PREFIX}{PREFIX}/version/md", content_type=None)
+        nested = runner.get(f"{PREFIX}{PREFIX}/nested")
         code = stop(runner)
     finally:
         runner.kill()
@@ -503,6 +508,7 @@ def test_plain_flask_routes_written_with_the_prefix_are_served(tmp_path: Path) -
     assert version == (200, b"v1 of md")
     assert moved == (200, b"moved under the prefix")
     assert problem(doubled)["status"] == 404
+    assert nested == (200, b"AI4E put the prefix before api_path, whatever it was")
     assert code == 0
 
 

@@ -57,6 +57,7 @@ from .tasks import (
 
 log = logging.getLogger("workspace_service.ai4e")
 ProcessingFunction = Callable[[flask.Request], dict[str, Any]]
+ENDPOINT = "ai4e:"  # starts the Flask endpoint names of the decorators' routes
 
 
 class APIService:
@@ -185,7 +186,7 @@ class APIService:
         return self.service.endpoint(api_path, methods=list(methods), max_concurrent=max_concurrent,
                                      content_types=content_types,
                                      max_content_length=max_content_length, json_object=False,
-                                     endpoint=f"ai4e:{','.join(methods)}:{api_path}")
+                                     endpoint=f"{ENDPOINT}{','.join(methods)}:{api_path}")
 
     def wrap_sync_endpoint(self, trace_name: str | None = None, *args: Any,
                            **kwargs: Any) -> Any:
@@ -257,7 +258,8 @@ def _unprefix_plain_routes(app: flask.Flask, prefix: str) -> None:
     add_url_rule = app.add_url_rule
 
     def add_unprefixed(rule: str, *args: Any, **kwargs: Any) -> None:
-        if rule == prefix or rule.startswith(prefix + "/"):
+        decorated = str(kwargs.get("endpoint", "")).startswith(ENDPOINT)  # AI4E prefixed
+        if not decorated and (rule == prefix or rule.startswith(prefix + "/")):  # any path
             rule = rule[len(prefix):] or "/"
         add_url_rule(rule, *args, **kwargs)
 
