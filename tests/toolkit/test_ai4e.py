@@ -580,3 +580,44 @@ def test_ai4es_thread_helper_and_request_counter_as_cameratraps_uses_them(
     assert "RuntimeError: the cluster is gone" in runner.stdout
     assert echo == (200, b"Echo: hi")
     assert code == 0
+
+
+def monitored_tasks(runner: RunnerProcess) -> list[dict]:
+    """CameraTraps' v4 scaffold: `default_post` starts a monitoring thread and returns; the
+    thread completes (or fails) the task later. The last documents of both tasks."""
+    ids = [TASK_ID.fullmatch(request(runner, "POST", f"{PREFIX}/example{query}",
+                                     b"{}")[2].decode())[1] for query in ("", "?fail")]
+    wait_for(lambda: all(isinstance(task_status(runner, i)["Status"], dict) for i in ids), 10,
+             "the monitoring threads")
+    return [task_status(runner, i) for i in ids]
+
+
+def test_a_thread_started_by_the_task_has_the_last_word_on_it(
+    batch_service: RunnerProcess,
+) -> None:
+    """AI4E showed what the thread set; the function's return had completed the task."""
+    done, failed = monitored_tasks(batch_service)
+    assert (done["status"], done["Status"]) == ("completed", {"status": "complete",
+                                                             "other_info": 2})
+    assert (failed["status"], failed["Status"]) == ("failed", {"status": "failed",
+                                                               "other_info": 3})
+
+
+def test_the_last_word_and_status_objects_with_redis(redis_url: str, tmp_path: Path) -> None:
+    import redis
+
+    redis.Redis.from_url(redis_url).flushall()
+    runner = RunnerProcess([BATCH_SERVICE, "--code-only"], env=toolkit_env(
+        API_PREFIX=PREFIX, REDIS_URL=redis_url, SLEEP="0.2"))
+    try:
+        wait_ready(runner)
+        done, failed = monitored_tasks(runner)
+        code = stop(runner)
+    finally:
+        runner.kill()
+    assert (done["status"], done["Status"], done["message"]) == (
+        "completed", {"status": "complete", "other_info": 2},
+        '{"status": "complete", "other_info": 2}')
+    assert (failed["status"], failed["error"]) == ("failed",
+                                                   '{"status": "failed", "other_info": 3}')
+    assert code == 0

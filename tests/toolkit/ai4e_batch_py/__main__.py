@@ -5,15 +5,17 @@
 # clients read back as JSON objects under `Status`.
 # Not changed to this project's style on purpose: it is AI4E user code.
 # Not in the original: no Azure blob storage or AML cluster (the "images" are
-# the request's list), a short sleep, and a failing request for "fail".
+# the request's list), a short sleep, and a failing request for "fail". /example
+# is the v4 scaffold's: its function starts a monitoring thread and returns.
 import string
 from datetime import UTC, datetime
 from os import getenv
+from threading import Thread
 from time import sleep
 
 from ai4e_app_insights_wrapper import AI4EAppInsights
 from ai4e_service import APIService
-from flask import Flask, jsonify, make_response
+from flask import Flask, jsonify, make_response, request
 
 print('Creating application')
 app = Flask(__name__)
@@ -90,6 +92,32 @@ def request_detections(*args, **kwargs):
         'num_images': len(images),
         'detections': kwargs.get('request_name', '') + '_detections.json',
     }))
+
+
+def monitor_aml_job(**kwargs):
+    task_id = kwargs['task_id']
+    sleep(float(getenv('SLEEP', '0.2')))
+    if kwargs['fail']:
+        ai4e_service.api_task_manager.FailTask(task_id, {'status': 'failed', 'other_info': 3})
+    else:
+        ai4e_service.api_task_manager.CompleteTask(task_id, {'status': 'complete', 'other_info': 2})
+
+
+# As CameraTraps' batch API v4 scaffold: the async function starts a thread that
+# monitors the cluster job and returns; the thread completes the task later.
+@ai4e_service.api_async_func(
+    api_path = '/example',
+    methods = ['POST'],
+    maximum_concurrent_requests = 3,
+    content_types = ['application/json'],
+    content_max_length = 1000,
+    trace_name = 'post:my_long_running_funct')
+def default_post(*args, **kwargs):
+    taskId = kwargs.get('taskId')
+    ai4e_service.api_task_manager.UpdateTaskStatus(taskId, 'running model')
+    monitoring_kwargs = {'task_id': taskId, 'fail': 'fail' in request.args}
+    monitoring_thread = Thread(target=monitor_aml_job, kwargs=monitoring_kwargs)
+    monitoring_thread.start()
 
 
 if __name__ == '__main__':

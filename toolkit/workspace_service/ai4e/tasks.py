@@ -164,8 +164,11 @@ class TaskManager:
         return self.GetTaskStatus(record.task_id)
 
     def UpdateTaskStatus(self, taskId: str, status: Any) -> None:
-        """Set a running task's message (AI4E's status: text, or an object kept as JSON)."""
-        self._service.tasks.update(taskId, encoded_status(status), None)
+        """Set a task's message (AI4E's status: text, or an object kept as JSON), also
+        after its function returned: a thread it started may report on it (CameraTraps)."""
+        message = encoded_status(status)
+        self._service.tasks.update(taskId, message, None)  # running
+        self._service.tasks.amend(taskId, message, None)  # finished
 
     def CompleteTask(self, taskId: str, status: Any) -> None:
         """The task is done: `completed`, with `status` as its last message."""
@@ -173,9 +176,11 @@ class TaskManager:
         self._service.tasks.finish(taskId, COMPLETED, None, None)
 
     def FailTask(self, taskId: str, status: Any) -> None:
-        """The task failed: `failed`, with `status` as its message and error (its text)."""
-        self.UpdateTaskStatus(taskId, status)
+        """The task failed: `failed`, with `status` as its message and error (its text),
+        also when its function returned (and so completed it) before."""
+        self._service.tasks.update(taskId, encoded_status(status), None)
         self._service.tasks.finish(taskId, FAILED, None, status_text(status))
+        self._service.tasks.amend(taskId, encoded_status(status), status_text(status))
 
     def GetTaskStatus(self, taskId: str) -> dict[str, Any]:
         """The status document; for an unknown or expired id AI4E's "Not found." document,
