@@ -5,6 +5,11 @@ instrumentation key). Here every call is one line on stdout, where the runner
 and any container log collector pick it up, so a service written for AI4E
 keeps its `log.log_debug('Running model', taskId)` lines and they are seen.
 The parameter names (`taskId`, `additionalProperties`) are AI4E's.
+
+`AppInsights(app)`, AI4E's Flask extension (module `ai4e_app_insights`), sent
+request, trace and exception telemetry; the toolkit's access log and crash log
+already write those to stdout, so it is accepted and does nothing (it adds no
+error handler: the toolkit's problem+json answers stay).
 """
 
 import json
@@ -69,3 +74,17 @@ class AI4EAppInsights:
     def track_metric(self, name: str, value: float, *args: object, **kwargs: object) -> None:
         """One `metric NAME=VALUE` line (AI4E's further arguments, type, count ..., ignored)."""
         self.log.info("metric %s=%s", name, value)
+
+
+class AppInsights:
+    """AI4E's Flask extension: `AppInsights(app)` or `init_app(app)`, then `flush()`."""
+
+    def __init__(self, app: object = None, context: object = None) -> None:
+        if app is not None:
+            self.init_app(app, context)
+
+    def init_app(self, app: object, context: object = None) -> None:
+        """Nothing to set up: requests and exceptions are in the toolkit's log already."""
+
+    def flush(self) -> None:
+        """Nothing queued: every line was written when it was logged."""

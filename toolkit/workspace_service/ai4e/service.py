@@ -30,22 +30,34 @@ argument AI4E accepted are ignored, as AI4E ignored unknown ones.
 """
 
 import functools
+import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import flask
+import werkzeug
 
 from .. import server
 from ..lifecycle import DRAINING, FAILED
 from ..problems import Problem
-from ..service import Service
-from ..tasks.base import Task
-from .tasks import REQUEST_TYPE, TaskManager, queued_request, rebuilt_request, status_document
+from ..service import TASK_STATUS_RULE, Service
+from ..tasks.base import QUEUED, Task
+from .tasks import (
+    REQUEST_TYPE,
+    PreparedValues,
+    TaskManager,
+    queued_request,
+    rebuilt_request,
+    status_document,
+    toolkit_document,
+)
 
 log = logging.getLogger("workspace_service.ai4e")
 ProcessingFunction = Callable[[flask.Request], dict[str, Any]]
+ENDPOINT = "ai4e:"  # starts the Flask endpoint names of the decorators' routes
 
 
 class APIService:
@@ -57,6 +69,14 @@ class APIService:
         self.service = Service(_name(flask_app), app=flask_app)
         self.api_prefix = self.service.settings.base_path
         self.api_task_manager = TaskManager(self.service)
+        self._prepared = PreparedValues()
+        #: AI4E's running requests per path, which code reads and sets (CameraTraps sets its
+        #: own route's to 0); counted by the thread helpers below. The decorators' limits
+        #: are the toolkit's, counted under a lock of their own.
+        self.func_request_counts: dict[str, int] = {}
+        self._counts_lock = threading.Lock()
+        self._show_status_objects(flask_app)
+        _unprefix_plain_routes(flask_app, self.api_prefix)
         flask_app.add_url_rule("/", "ai4e_health_check", self.health_check, methods=["GET"])
         flask_app.add_url_rule("/task/<task_id>", "ai4e_task_status", self.task_status,
                                methods=["GET"])
@@ -80,6 +100,18 @@ class APIService:
         if record is None:
             raise Problem(404, f"no task {task_id} (unknown, or expired)")
         return status_document(record, self.api_prefix)
+
+    def _show_status_objects(self, flask_app: flask.Flask) -> None:
+        """The toolkit's `GET /tasks/<id>` (where `Location` points) shows a status object
+        as its JSON text, as AI4E's route does, not as the message that keeps it."""
+        rule = next(r for r in flask_app.url_map.iter_rules() if r.rule == TASK_STATUS_RULE)
+        flask_app.view_functions[rule.endpoint] = self._toolkit_task_status
+
+    def _toolkit_task_status(self, task_id: str) -> dict[str, Any]:
+        record = self.service.tasks.get(task_id)
+        if record is None:
+            raise Problem(404, f"no task {task_id} (unknown, or expired)")
+        return toolkit_document(record)
 
     def api_sync_func(self, api_path: str, methods: Sequence[str],
                       request_processing_function: ProcessingFunction | None = None,
@@ -110,15 +142,20 @@ class APIService:
         `TaskId: <id>` at once; `func(taskId=..., **kwargs)` runs in a task worker.
 
         `maximum_concurrent_requests` tasks of this route run at once; more wait
-        queued (AI4E refused them with 503).
+        queued (AI4E refused them with 503). The request processing function runs
+        in the request, as in AI4E (its `abort(400)` is the caller's answer and no
+        task is made); its values are kept for the task's run in this process, and
+        made again from the queued request by a run after a restart.
         """
         def decorate(func: Callable) -> Callable:
             def run(task: Task) -> Any:
                 with rebuilt_request(self.app, task):
-                    values = _processed(request_processing_function)
+                    values = self._prepared.take(task.id)
+                    if values is None:  # queued by another run, or waited too long
+                        values = _processed(request_processing_function)
                     url_values = flask.request.view_args or {}
-                    return func(**{"api_path": api_path, **url_values, **values,
-                                   "taskId": task.id})
+                    return _storable(func(**{"api_path": api_path, **url_values, **values,
+                                             "taskId": task.id}))
 
             functools.update_wrapper(run, func)
             self.service.tasks.register(api_path, run, maximum_concurrent_requests or 1)
@@ -126,9 +163,13 @@ class APIService:
             @functools.wraps(func)
             def submit(**url_values: Any) -> flask.Response:
                 request = flask.request
-                record = self.service.tasks.create(api_path, queued_request(request),
-                                                   REQUEST_TYPE,
-                                                   request.headers.get("Idempotency-Key"))
+                queued = queued_request(request)  # first: a form parsed later keeps its body
+                values = _processed(request_processing_function)  # its abort() answers here
+                with self._prepared.keeping() as keep:
+                    record = self.service.tasks.create(api_path, queued, REQUEST_TYPE,
+                                                       request.headers.get("Idempotency-Key"))
+                    if record.status == QUEUED:
+                        keep(record.task_id, values)
                 answer = flask.make_response(f"TaskId: {record.task_id}")
                 answer.mimetype = "text/plain"
                 answer.headers["Location"] = f"{request.script_root}/tasks/{record.task_id}"
@@ -145,7 +186,48 @@ class APIService:
         return self.service.endpoint(api_path, methods=list(methods), max_concurrent=max_concurrent,
                                      content_types=content_types,
                                      max_content_length=max_content_length, json_object=False,
-                                     endpoint=f"ai4e:{','.join(methods)}:{api_path}")
+                                     endpoint=f"{ENDPOINT}{','.join(methods)}:{api_path}")
+
+    def wrap_sync_endpoint(self, trace_name: str | None = None, *args: Any,
+                           **kwargs: Any) -> Any:
+        """AI4E's: `kwargs['func'](*args, **kwargs)`, counted (`trace_name` is ignored)."""
+        return self._execute_func_with_counter(*args, **kwargs)
+
+    def wrap_async_endpoint(self, trace_name: str | None = None, *args: Any,
+                            **kwargs: Any) -> None:
+        """AI4E's: `kwargs['func'](*args, **kwargs)` in a thread of its own."""
+        self._create_and_execute_thread(*args, **kwargs)
+
+    def _create_and_execute_thread(self, *args: Any, **kwargs: Any) -> None:
+        """AI4E's private helper, which CameraTraps' batch API calls. The thread is no task
+        of the toolkit's: a stop does not wait for it, a restart does not run it again."""
+        threading.Thread(target=self._run_in_thread, args=args, kwargs=kwargs,
+                         daemon=True).start()
+
+    def _run_in_thread(self, *args: Any, **kwargs: Any) -> None:
+        """A thread's function; if it raises, logged, and the task named `taskId` failed
+        with AI4E's words (AI4E meant to, but its handler raised a TypeError instead)."""
+        try:
+            self._execute_func_with_counter(*args, **kwargs)
+        except Exception:
+            log.exception("%s (%s) failed", getattr(kwargs["func"], "__name__", "a function"),
+                          kwargs.get("api_path"))
+            if kwargs.get("taskId"):
+                self.api_task_manager.FailTask(
+                    kwargs["taskId"], "Task failed - please contact support or try again.")
+
+    def _execute_func_with_counter(self, *args: Any, **kwargs: Any) -> Any:
+        """`kwargs['func'](*args, **kwargs)`, counted in `func_request_counts` meanwhile."""
+        key = self.api_prefix + kwargs["api_path"]
+        self._count(key, 1)
+        try:
+            return kwargs["func"](*args, **kwargs)
+        finally:
+            self._count(key, -1)
+
+    def _count(self, key: str, step: int) -> None:
+        with self._counts_lock:
+            self.func_request_counts[key] = self.func_request_counts.get(key, 0) + step
 
     def run(self, *args: Any, **kwargs: Any) -> None:
         """`app.run()`: serve through the toolkit on $HOST:$PORT (AI4E's own arguments,
@@ -167,8 +249,42 @@ def _name(app: flask.Flask) -> str:
     return "ai4e-service" if name == "__main__" else name
 
 
+def _unprefix_plain_routes(app: flask.Flask, prefix: str) -> None:
+    """AI4E services write their plain Flask routes with the prefix (`@app.route(api_prefix
+    + '/classify')`); the toolkit serves the whole app under it already, so it is taken off
+    the rules added from now on (else they would answer only under the prefix twice)."""
+    if not prefix:
+        return
+    add_url_rule = app.add_url_rule
+
+    def add_unprefixed(rule: str, *args: Any, **kwargs: Any) -> None:
+        decorated = str(kwargs.get("endpoint", "")).startswith(ENDPOINT)  # AI4E prefixed
+        if not decorated and (rule == prefix or rule.startswith(prefix + "/")):  # any path
+            rule = rule[len(prefix):] or "/"
+        add_url_rule(rule, *args, **kwargs)
+
+    app.add_url_rule = add_unprefixed  # type: ignore[method-assign]  # `app.route` calls it
+
+
 def _processed(request_processing_function: ProcessingFunction | None) -> dict[str, Any]:
-    """The processing function's keys for the current request ({} without one)."""
+    """The processing function's keys for the current request ({} without one).
+
+    A response it returns is the request's answer: CameraTraps' validation returns
+    `make_response(jsonify(error=...), 400)` to refuse "without issuing a request_id"
+    (AI4E crashed with 500 merging it into the function's arguments)."""
     if request_processing_function is None:
         return {}
-    return dict(request_processing_function(flask.request) or {})
+    values = request_processing_function(flask.request)
+    if isinstance(values, werkzeug.Response):
+        flask.abort(values)
+    return dict(values or {})
+
+
+def _storable(result: Any) -> Any:
+    """The task's result when it can be stored as JSON, else None: AI4E ignored what an
+    async function returned (an image, a numpy array), so it must not fail the task."""
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError):
+        return None
+    return result

@@ -142,6 +142,12 @@ class TaskBackend(Drainable, ABC):
         """Record the end of a run (`completed` with `result` or `failed` with `error`)."""
 
     @abstractmethod
+    def amend(self, task_id: str, message: str, error: str | None) -> None:
+        """Set a finished task's message, and with `error` make it failed; nothing for a
+        queued, running or expired one. For AI4E code, which has the last word on its
+        task also after its function returned (CameraTraps ends tasks from a thread)."""
+
+    @abstractmethod
     def counts(self) -> dict[str, int]:
         """How many tasks are in each status (for metrics and autoscalers)."""
 

@@ -85,6 +85,14 @@ redis.call('HSET', KEYS[1], 'status', ARGV[1], 'result', ARGV[2], 'error', ARGV[
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 return 1
 """
+# Amend a finished task (AI4E code's later word); never re-create an expired record.
+_AMEND = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'completed' and status ~= 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'message', ARGV[1], 'updated', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'status', 'failed', 'error', ARGV[3]) end
+return 1
+"""
 _FIELDS = ("task_id", "endpoint", "status", "message", "progress", "result", "error",
            "created", "updated")
 
@@ -130,6 +138,7 @@ class RedisBackend(TaskBackend):
         self._claim = self.client.register_script(_CLAIM)
         self._finish = self.client.register_script(_FINISH)
         self._update = self.client.register_script(_UPDATE)
+        self._amend = self.client.register_script(_AMEND)
         for endpoint in self.functions:
             name = _queue_name(endpoint)
             self._actors[endpoint] = Actor(self.run, broker=self.broker, actor_name=name,
@@ -212,6 +221,9 @@ class RedisBackend(TaskBackend):
                 1.0 if status == COMPLETED else "", max(1, int(self.ttl))]
         _until_answered(f"record the end of task {task_id}",
                         lambda: self._finish(keys=[self._key(task_id)], args=args))
+
+    def amend(self, task_id: str, message: str, error: str | None) -> None:
+        self._amend(keys=[self._key(task_id)], args=[message, time.time(), error or ""])
 
     def counts(self) -> dict[str, int]:
         """Queued: messages waiting in the queues (what every replica shares);

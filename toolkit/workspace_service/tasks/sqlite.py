@@ -16,6 +16,7 @@ from typing import Any
 
 from .base import (
     COMPLETED,
+    FAILED,
     QUEUED,
     RUNNING,
     STATUSES,
@@ -158,6 +159,13 @@ class SQLiteBackend(TaskBackend):
                   "WHERE task_id = ? AND status = ?", status,
                   None if result is None else json.dumps(result), error, status == COMPLETED,
                   now, now + self.ttl, task_id, RUNNING)
+
+    def amend(self, task_id: str, message: str, error: str | None) -> None:
+        now = time.time()
+        self._sql("UPDATE tasks SET message = ?, status = COALESCE(?, status), "
+                  "error = COALESCE(?, error), updated = ? WHERE task_id = ? AND status IN "
+                  "(?, ?) AND expires >= ?", message, None if error is None else FAILED, error,
+                  now, task_id, COMPLETED, FAILED, now)
 
     def counts(self) -> dict[str, int]:
         rows = self._sql("SELECT status, COUNT(*) FROM tasks WHERE expires IS NULL OR "
