@@ -25,6 +25,9 @@ SCRIPT, ZIP, TAR = "script", "zip", "tar"
 MAX_TAR_HEADER = 1024 * 1024
 _TAR_HEADER_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                      tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+#: Bytes a zip link member (its target path) may hold: the system's PATH_MAX. A
+#: link's data is read whole to check where it points, so it is bounded first.
+MAX_LINK_TARGET = 4096
 KNOWN = ".py script, or .zip, .tar, .tar.gz or .tgz archive"
 #: Folders some archivers add beside the real content; not code.
 _JUNK = frozenset({"__MACOSX"})
@@ -178,6 +181,9 @@ def _checked_zip(
         if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
             raise _unsafe(what, f"member {info.filename!r} is a device or special file")
         if stat.S_ISLNK(mode):
+            if info.file_size > MAX_LINK_TARGET:
+                raise _unsafe(what, f"link {info.filename!r} has a target of {info.file_size} "
+                                    f"bytes (over {MAX_LINK_TARGET})")
             _check_link(path, os.fsdecode(zf.read(info)), True, what)
         checked.append((info, path))
     return checked

@@ -23,7 +23,7 @@ def zip_bytes(files: dict[str, bytes], links: dict[str, str] | None = None) -> b
             info = zipfile.ZipInfo(name)
             info.create_system = 3
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            zf.writestr(info, target)
+            zf.writestr(info, target, zipfile.ZIP_DEFLATED)
     return buf.getvalue()
 
 
