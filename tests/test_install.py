@@ -182,6 +182,20 @@ def test_a_change_to_an_included_requirements_file_reinstalls(tmp_path: Path) ->
     assert "installing from requirements.txt" in run_runner(args, env=env).stderr
 
 
+def test_an_include_on_the_first_line_after_a_bom_is_hashed(tmp_path: Path) -> None:
+    """Windows editors start a file with a BOM (and end lines with CRLF); pip reads past
+    both, so the runner must too, or a change to the included file is never installed."""
+    svc = write_service(tmp_path / "svc")
+    (svc / "requirements.txt").write_bytes(b"\xef\xbb\xbf-r base.txt\r\n")
+    (svc / "base.txt").write_text("")
+    args = [svc, "--requirements-only", "--cache-dir", tmp_path / "cache"]
+    assert run_runner(args).proc.returncode == 0
+    (svc / "base.txt").write_text("# a pin changed\n")
+    again = run_runner(args)
+    assert again.proc.returncode == 0, again.stderr
+    assert "installing from requirements.txt" in again.stderr
+
+
 def test_watch_reinstalls_when_an_included_file_changes(tmp_path: Path) -> None:
     svc = write_service(tmp_path / "svc", body="import importlib.util as u",
                         reply_expr="str(u.find_spec('laterdep') is not None)")
