@@ -229,6 +229,21 @@ def test_invalid_yaml_names_line_and_column(tmp_path: Path, cache: dict[str, str
     )
 
 
+@pytest.mark.parametrize("name", ["environment.yml", "conda-lock.yml"])
+def test_an_unreadable_environment_file_is_an_error_line(
+    tmp_path: Path, cache: dict[str, str], name: str
+) -> None:
+    """As root no mode bits stop a read: a link to /proc/self/mem (a regular file whose
+    read fails with EIO) stands in for a file the runner's user may not read."""
+    svc = write_service(tmp_path / "svc")
+    (svc / name).symlink_to("/proc/self/mem")
+    runner = run_runner([svc, "--requirements-only"], env=cache)
+    assert runner.proc.returncode == 4
+    assert runner.error_line() == (
+        f"error: {name} cannot be read (Input/output error): make {svc / name} "
+        "readable by the runner's user")
+
+
 def test_unsatisfiable_spec_shows_the_solvers_reason(
     tmp_path: Path, conda_channel: Path, cache: dict[str, str]
 ) -> None:
