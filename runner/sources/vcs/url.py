@@ -83,7 +83,7 @@ def parse(spec: str) -> VcsUrl:
     scp = _SCP.match(rest) if vcs == "git" and "://" not in rest else None
     if scp:
         return _parse_scp(scp, subdirectory, spec)
-    parts = urllib.parse.urlsplit(rest)
+    parts = credentials.split_url(rest, spec)
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES[vcs]:
         allowed = ", ".join(f"{vcs}+{s}://" for s in SCHEMES[vcs])
