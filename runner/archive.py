@@ -111,6 +111,8 @@ def _unsafe(what: str, detail: str, done: str = "nothing was unpacked") -> Resol
 
 def _check_name(name: str, what: str) -> PurePosixPath:
     """A member name as a relative path that stays inside the target, or an error."""
+    if not name:
+        raise _unsafe(what, f"member {name!r} has no name")
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or (len(name) > 1 and name[1] == ":"):
         raise _unsafe(what, f"member {name!r} has an absolute path")
@@ -121,6 +123,10 @@ def _check_name(name: str, what: str) -> PurePosixPath:
 
 def _check_link(member: PurePosixPath, link: str, relative_to_member: bool, what: str) -> None:
     """A link must name something inside the target, relative to where it is."""
+    if not link:
+        raise _unsafe(what, f"link {str(member)!r} has an empty target")
+    if "\0" in link:
+        raise _unsafe(what, f"link {str(member)!r} has a NUL byte in its target")
     if link.startswith("/") or PurePosixPath(link).is_absolute():
         raise _unsafe(what, f"link {str(member)!r} points outside the archive (to {link})")
     base = member.parent if relative_to_member else PurePosixPath()
@@ -258,6 +264,7 @@ def _unpack_tar(file: Path, target: Path, config: Config, what: str) -> None:
 def _checked_tar(tf: tarfile.TarFile, config: Config, what: str) -> list[tarfile.TarInfo]:
     budget = _Budget(config, what)
     checked = []
+    seen = set()  # names as tarfile finds a hard link's target: normalized, earlier members
     for member in tf:  # one pass over the headers; stops at the first limit crossed
         budget.add(member.size if member.isreg() else 0)
         path = _check_name(member.name, what)
@@ -265,7 +272,11 @@ def _checked_tar(tf: tarfile.TarFile, config: Config, what: str) -> list[tarfile
             _check_link(path, member.linkname, True, what)
         elif member.islnk():
             _check_link(path, member.linkname, False, what)
+            if os.path.normpath(member.linkname) not in seen:  # tarfile: a KeyError
+                raise _unsafe(what, f"hard link {member.name!r} names {member.linkname!r}, "
+                                    "which is no earlier member")
         elif not (member.isreg() or member.isdir()):
             raise _unsafe(what, f"member {member.name!r} is a device or special file")
+        seen.add(os.path.normpath(member.name))
         checked.append(member)
     return checked

@@ -113,6 +113,13 @@ def test_kind_from_content_when_the_name_says_nothing(tmp_path: Path) -> None:
          "link 'pw' points outside the archive (to /etc/passwd)"),
         ("a.tgz", tar_bytes({}, [link("pw", "../evil", tarfile.LNKTYPE)]), "link 'pw' points out"),
         ("a.tgz", tar_bytes({}, [device("null")]), "member 'null' is a device or special file"),
+        ("a.zip", zip_bytes({"": b"x"}), "member '' has no name"),
+        ("a.zip", zip_bytes({"__main__.py": b""}, {"l": "a\0b"}), "link 'l' has a NUL byte"),
+        ("a.zip", zip_bytes({"__main__.py": b""}, {"l": ""}), "link 'l' has an empty target"),
+        ("a.tgz", tar_bytes({"__main__.py": b""}, [link("x", "missing", tarfile.LNKTYPE)]),
+         "hard link 'x' names 'missing', which is no earlier member"),
+        ("a.tgz", tar_bytes({"__main__.py": b""}, [link("x", "x", tarfile.LNKTYPE)]),
+         "hard link 'x' names 'x', which is no earlier member"),
     ],
     ids=short_id,
 )
