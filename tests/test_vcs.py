@@ -257,6 +257,17 @@ def expect_error(args: Sequence[str | Path], line: str, env: dict[str, str] | No
     return runner
 
 
+@pytest.mark.parametrize("cached", [False, True], ids=["no-cache", "cache"])
+def test_git_at_head_is_the_default_branch_with_or_without_a_cache(
+    repos: dict[str, dict[str, str]], tmp_path: Path, tmpdir_env: dict[str, str], cached: bool
+) -> None:
+    """`@HEAD` worked only with --cache-dir (ls-remote lists HEAD; `clone --branch` has none)."""
+    cache = ["--cache-dir", str(tmp_path / "cache")] if cached else []
+    reply, runner = serve_once([f"{repos['git']['default']}@HEAD", *cache], env=tmpdir_env)
+    assert reply == "head", runner.stderr
+    assert "revision 'HEAD' is commit " in runner.stderr
+
+
 def test_unknown_git_revision(repos: dict[str, dict[str, str]]) -> None:
     base = repos["git"]["default"]
     expect_error([f"{base}@nope"], f"revision 'nope' not found in {base}: give a branch, tag "

@@ -127,7 +127,8 @@ class GitBackend(Backend):
         return head
 
     def _clone(self, dest: Path, rev: str | None) -> str:
-        branch = [f"--branch={rev}"] if rev else []
+        # `@HEAD` is the default branch (as pip checks it out); `--branch=HEAD` finds none.
+        branch = [f"--branch={rev}"] if rev and rev != "HEAD" else []
         ran = self.git(["clone", "--progress", "--depth", "1", *branch, "--", self.url.url, dest],
                        dest.parent)
         if rev and not ran.ok and "not found in upstream" in " ".join(ran.tail.lines()):
