@@ -10,6 +10,13 @@ import urllib.parse
 from runner import log
 from runner.errors import ResolveError
 
+#: Query parameters that carry a credential (S3 and GCS presigned links, Azure SAS, tokens).
+QUERY_SECRETS = frozenset({
+    "x-amz-signature", "x-amz-credential", "x-amz-security-token", "x-goog-signature",
+    "x-goog-credential", "signature", "sig", "token", "access_token", "auth", "api_key",
+    "apikey", "key", "password", "secret",
+})
+
 
 def check_userinfo(url: str, spec: str, instead: str = "") -> None:
     """Refuse `scheme://user:pa/ss@host/...`: a password with an unencoded `/`.
@@ -65,6 +72,22 @@ def register_credentials(url: str) -> None:
         register(urllib.parse.unquote(user), urllib.parse.unquote(password) if colon else None)
     else:
         log.add_secret(_slashed_password(parts))
+    register_query(parts.query)
+
+
+def register_query(query: str) -> None:
+    """Register the credentials of a signed link: `X-Amz-Signature=`, `sig=`, `token=`, ...
+
+    A value is a secret when its parameter's name says so, or when it has a
+    token's shape (a value of 20+ letters and digits, as `looks_like_token`).
+    Registered as written and decoded: a log shows the URL as written, a
+    server may echo either.
+    """
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if value and (name.lower() in QUERY_SECRETS or log.looks_like_token(value)):
+            log.add_secret(value)
+            log.add_secret(urllib.parse.unquote_plus(value))
 
 
 def register(user: str, password: str | None) -> None:

@@ -91,6 +91,7 @@ def parse(spec: str) -> VcsUrl:
                            f"{log.redact(spec)}: use one of {allowed}")
     credentials.check_userinfo(rest, spec, " (or pass a git token in GIT_TOKEN instead of the URL)")
     netloc, username, password = _split_userinfo(parts.netloc, scheme)
+    credentials.register_query(parts.query)
     path, rev = _split_rev(parts.path, spec)
     url = urllib.parse.urlunsplit((scheme, netloc, path, parts.query, ""))
     if scheme == "ssh" and vcs in CLIENT_SSH_SCHEME:
