@@ -61,8 +61,12 @@ class VcsUrl:
 
     @property
     def display(self) -> str:
-        """How logs and errors name the repository (never with credentials)."""
-        return f"{self.vcs}+{self.url}"
+        """How logs and errors name the repository (never with credentials).
+
+        `svn+ssh://` and `bzr+ssh://` are their clients' own URLs: prefixed already.
+        """
+        prefix = f"{self.vcs}+"
+        return self.url if self.url.startswith(prefix) else prefix + self.url
 
 
 def is_vcs_spec(spec: str) -> bool:
