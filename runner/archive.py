@@ -7,6 +7,7 @@ the limits), so a bad archive fails with nothing on disk; tar extraction then
 also runs through the standard library's 'data' filter as a second line.
 """
 
+import errno
 import os
 import shutil
 import stat
@@ -76,11 +77,34 @@ def unpack(file: Path, name: str, target: Path, config: Config, what: str) -> Pa
         except tarfile.FilterError as exc:  # found while extracting: links through links
             raise _unsafe(what, str(exc), "unpacking stopped") from None
         except OSError as exc:
-            raise ResolveError(
-                f"{what}: cannot unpack: {exc.strerror or exc}: "
-                "check that the archive is complete and the disk has space"
-            ) from None
+            raise _write_failed(what, target, exc) from None
     return code_path(target, name, what)
+
+
+#: What to do when a member cannot be written, by errno; else the download or disk is at fault.
+_WRITE_ADVICE = {
+    errno.EEXIST: "rebuild the archive so that no file and folder share a name",
+    errno.ENOTDIR: "rebuild the archive so that no file and folder share a name",
+    errno.EISDIR: "rebuild the archive so that no file and folder share a name",
+    errno.ENAMETOOLONG: "rebuild the archive with shorter names",
+}
+#: Characters of a member's name an error shows (names may be thousands long).
+_NAME_SHOWN = 64
+
+
+def _write_failed(what: str, target: Path, exc: OSError) -> ResolveError:
+    """The error for a member that could not be written, naming it."""
+    member = ""
+    for root in (target, target.resolve()):
+        if exc.filename and Path(os.fsdecode(exc.filename)).is_relative_to(root):
+            member = str(Path(os.fsdecode(exc.filename)).relative_to(root))
+            break
+    if len(member) > _NAME_SHOWN:
+        member = member[:_NAME_SHOWN] + "…"
+    advice = _WRITE_ADVICE.get(exc.errno or 0,
+                               "check that the archive is complete and the disk has space")
+    at = f" {member}" if member else ""
+    return ResolveError(f"{what}: cannot unpack{at}: {exc.strerror or exc}: {advice}")
 
 
 def script_name(name: str) -> str:

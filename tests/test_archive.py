@@ -254,6 +254,28 @@ def test_corrupt_archive(tmp_path: Path, name: str, data: bytes, kind: str) -> N
                             "or .zip, .tar, .tar.gz or .tgz archive")
 
 
+@pytest.mark.parametrize(("name", "data", "said"), [
+    ("a.zip", zip_bytes({"svc/a": b"x", "svc/a/b.py": b""}), "svc/a: File exists"),
+    ("a.tar", tar_bytes({"svc/a": b"x", "svc/a/b.py": b""}, mode="w"),
+     "svc/a/b.py: Not a directory"),
+    ("a.tar", tar_bytes({"svc/a/b.py": b"", "svc/a": b"x"}, mode="w"), "svc/a: Is a directory"),
+], ids=short_id)
+def test_a_file_and_a_folder_of_one_name_are_named_in_the_error(
+    tmp_path: Path, name: str, data: bytes, said: str
+) -> None:
+    """Not a disk or download problem (as the error used to suggest): two members clash."""
+    assert refused(tmp_path, name, data) == (
+        f"{WHAT}: cannot unpack {said}: rebuild the archive so that no file and folder "
+        "share a name")
+
+
+def test_a_name_over_the_system_limit_is_named_in_the_error(tmp_path: Path) -> None:
+    long = "a" * 300 + ".py"
+    assert refused(tmp_path, "a.zip", zip_bytes({f"svc/{long}": b""})) == (
+        f"{WHAT}: cannot unpack svc/{long[:60]}…: File name too long: rebuild the archive "
+        "with shorter names")
+
+
 def test_neither_script_nor_archive(tmp_path: Path) -> None:
     assert refused(tmp_path, "notes.txt", b"hello\n") == (
         f"{WHAT} (notes.txt) is neither a Python script nor a known archive: "
