@@ -275,6 +275,21 @@ def test_lock_with_a_wrong_sha256_is_refused(
         (p / "conda-meta").exists() for p in env_prefixes(cache))
 
 
+def test_a_lock_naming_a_device_as_a_package_is_refused_at_once(
+    tmp_path: Path, conda_channel: Path, cache: dict[str, str]
+) -> None:
+    """`file:///dev/zero` in a fetched lock: hashing it never ended (a stuck install)."""
+    svc = write_service(tmp_path / "svc")
+    packages = lock_entries(conda_channel, ["python", "hello-tool"])
+    next(p for p in packages if p["name"] == "hello-tool")["url"] = "file:///dev/zero"
+    write_lock(svc, packages, [SUBDIR])
+    runner = run_runner([svc, "--requirements-only"], env=cache, timeout=30)
+    assert runner.proc.returncode == 4
+    assert runner.error_line() == (
+        "error: conda-lock.yml: package hello-tool at /dev/zero is not a file "
+        "(re-create the lock with conda-lock)")
+
+
 def test_lock_without_this_platform_names_its_platforms(
     tmp_path: Path, conda_channel: Path, cache: dict[str, str]
 ) -> None:
