@@ -107,9 +107,17 @@ def _write_failed(what: str, target: Path, exc: OSError) -> ResolveError:
     return ResolveError(f"{what}: cannot unpack{at}: {exc.strerror or exc}: {advice}")
 
 
+#: The longest file name the system takes (NAME_MAX, in bytes).
+_NAME_MAX = 255
+
+
 def script_name(name: str) -> str:
-    """The file name a downloaded script is saved under (never a path)."""
-    return PurePosixPath(name.replace("\\", "/")).name or "main.py"
+    """The file name a downloaded script is saved under: never a path, always a `.py` name
+    the system takes (a server's Content-Disposition may say `svc\0.py` or 300 letters)."""
+    base = PurePosixPath(name.replace("\\", "/")).name
+    usable = (base.endswith(".py") and base != ".py" and "\0" not in base
+              and len(os.fsencode(base)) <= _NAME_MAX)
+    return base if usable else "main.py"
 
 
 def code_path(target: Path, name: str, what: str) -> Path:

@@ -85,6 +85,12 @@ class FileServer:
             return Response(data, headers={
                 "Content-Disposition": f'attachment; filename="{request.args["id"]}"'})
 
+        @app.get("/disposed")
+        def disposed() -> Response:
+            """The script, under whatever file name `?as=` says (percent-encoded, RFC 5987)."""
+            return Response((self.root / "svc.py").read_bytes(), headers={
+                "Content-Disposition": f"attachment; filename*=UTF-8''{request.args['as']}"})
+
         @app.get("/slow/<name>")
         def slow(name: str) -> Response:
             if not (self.root / name).is_file():
@@ -151,6 +157,19 @@ def test_zip_named_only_by_content_disposition(files: FileServer, tmp: Path) -> 
     url = f"{files.url}/download?id=svc.zip"
     reply, _ = serve_once([url], env={"TMPDIR": str(tmp)}, timeout=30)
     assert reply == "zip over http"
+
+
+@pytest.mark.parametrize("name", ["svc%2500.py", "a" * 300 + ".py", ".py"],
+                         ids=["nul", "too-long", "no-stem"])
+def test_a_script_under_a_file_name_the_system_refuses_still_runs(
+    files: FileServer, tmp: Path, name: str
+) -> None:
+    """The server names the file; a name no file can have was a traceback (ValueError,
+    'File name too long') or 'not a Python script': the script is saved as main.py."""
+    url = f"{files.url}/disposed?as={name}"
+    reply, _ = serve_once([url], env={"TMPDIR": str(tmp)}, timeout=30)
+    assert reply == "script over http"
+    assert list(tmp.iterdir()) == []
 
 
 def test_tar_gz_url_cached_by_etag(files: FileServer, tmp: Path, tmp_path: Path) -> None:
