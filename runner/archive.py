@@ -145,6 +145,8 @@ def _check_name(name: str, what: str) -> PurePosixPath:
     """A member name as a relative path that stays inside the target, or an error."""
     if not name:
         raise _unsafe(what, f"member {name!r} has no name")
+    if "\0" in name:  # a pax header may hold one; no file name can
+        raise _unsafe(what, f"member {name!r} has a NUL byte in its name")
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or (len(name) > 1 and name[1] == ":"):
         raise _unsafe(what, f"member {name!r} has an absolute path")

@@ -57,3 +57,10 @@ def device(name: str) -> tarfile.TarInfo:
     info.type = tarfile.CHRTYPE
     info.devmajor, info.devminor = 1, 3
     return info
+
+
+def pax_named(name: str) -> tarfile.TarInfo:
+    """An empty file member whose name is in a pax header: any text, a NUL byte too."""
+    info = tarfile.TarInfo("placeholder")
+    info.pax_headers = {"path": name}
+    return info

@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from archives import device, link, service, tar_bytes, zip_bytes
+from archives import device, link, pax_named, service, tar_bytes, zip_bytes
 
 from runner import archive
 from runner.config import Config
@@ -114,6 +114,8 @@ def test_kind_from_content_when_the_name_says_nothing(tmp_path: Path) -> None:
         ("a.tgz", tar_bytes({}, [link("pw", "../evil", tarfile.LNKTYPE)]), "link 'pw' points out"),
         ("a.tgz", tar_bytes({}, [device("null")]), "member 'null' is a device or special file"),
         ("a.zip", zip_bytes({"": b"x"}), "member '' has no name"),
+        ("a.tar", tar_bytes({"__main__.py": b""}, [pax_named("a\0b")]),
+         "member 'a\\x00b' has a NUL byte in its name"),
         ("a.zip", zip_bytes({"__main__.py": b""}, {"l": "a\0b"}), "link 'l' has a NUL byte"),
         ("a.zip", zip_bytes({"__main__.py": b""}, {"l": ""}), "link 'l' has an empty target"),
         ("a.tgz", tar_bytes({"__main__.py": b""}, [link("x", "missing", tarfile.LNKTYPE)]),
