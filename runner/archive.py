@@ -8,6 +8,7 @@ also runs through the standard library's 'data' filter as a second line.
 """
 
 import errno
+import math
 import os
 import shutil
 import stat
@@ -30,6 +31,9 @@ _TAR_HEADER_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
 #: link's data is read whole to check where it points, so it is bounded first.
 MAX_LINK_TARGET = 4096
 KNOWN = ".py script, or .zip, .tar, .tar.gz or .tgz archive"
+#: Seconds a file's modification time may be from 1970, either way: well inside what
+#: `utime` takes (a pax `mtime` or a base-256 header field can say anything).
+_MAX_MTIME = 2**62
 #: Folders some archivers add beside the real content; not code.
 _JUNK = frozenset({"__MACOSX"})
 
@@ -311,6 +315,9 @@ def _checked_tar(tf: tarfile.TarFile, config: Config, what: str) -> list[tarfile
                                     "which is no earlier member")
         elif not (member.isreg() or member.isdir()):
             raise _unsafe(what, f"member {member.name!r} is a device or special file")
+        if not (math.isfinite(member.mtime) and abs(member.mtime) < _MAX_MTIME):
+            raise tarfile.ReadError(f"member {member.name!r} has the modification time "
+                                    f"{member.mtime!r}")
         seen.add(os.path.normpath(member.name))
         checked.append(member)
     return checked

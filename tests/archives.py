@@ -59,8 +59,8 @@ def device(name: str) -> tarfile.TarInfo:
     return info
 
 
-def pax_named(name: str) -> tarfile.TarInfo:
-    """An empty file member whose name is in a pax header: any text, a NUL byte too."""
+def pax_named(name: str, **headers: str) -> tarfile.TarInfo:
+    """An empty file member whose name (and `headers`) are in a pax header: any text."""
     info = tarfile.TarInfo("placeholder")
-    info.pax_headers = {"path": name}
+    info.pax_headers = {"path": name, **headers}
     return info

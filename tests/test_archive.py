@@ -135,6 +135,17 @@ def test_unsafe_members_are_refused_before_anything_is_written(
     assert target_empty(tmp_path)
 
 
+@pytest.mark.parametrize("mtime", ["1e300", "nan", "-inf", "-1e20"])
+def test_a_modification_time_no_file_can_have_is_refused(tmp_path: Path, mtime: str) -> None:
+    """A pax `mtime` is any number; setting it on the file was an OverflowError traceback."""
+    data = tar_bytes({}, [pax_named("svc/__main__.py", mtime=mtime)], mode="w")
+    message = refused(tmp_path, "a.tar", data)
+    assert message == (f"{WHAT} is not a valid tar archive (member 'svc/__main__.py' has "
+                       f"the modification time {float(mtime)!r}): upload it again, or check "
+                       "that it is a complete .py script, or .zip, .tar, .tar.gz or .tgz archive")
+    assert target_empty(tmp_path)
+
+
 def test_fifo_is_refused(tmp_path: Path) -> None:
     fifo = tarfile.TarInfo("pipe")
     fifo.type = tarfile.FIFOTYPE
