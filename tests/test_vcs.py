@@ -246,6 +246,31 @@ def test_git_submodules_are_checked_out(tmp_path: Path, tmpdir_env: dict[str, st
     assert reply == "with submodule"
 
 
+def test_a_submodule_that_cannot_be_fetched_is_named(
+    tmp_path: Path, tmpdir_env: dict[str, str]
+) -> None:
+    """The repository itself was read: the error used to say "cannot read repository"."""
+    lib, app = tmp_path / "lib", tmp_path / "app"
+    sh("git", "init", "-q", "-b", "main", lib)
+    (lib / "data.txt").write_text("lib")
+    sh("git", "add", ".", cwd=lib)
+    sh("git", "commit", "-q", "-m", "lib", cwd=lib)
+    sh("git", "init", "-q", "-b", "main", app)
+    write_service(app)
+    sh("git", "-c", "protocol.file.allow=always", "submodule", "add", "-q", lib.as_uri(), "lib",
+       cwd=app)
+    sh("git", "-C", app, "config", "-f", ".gitmodules", "submodule.lib.url", "../gone")
+    sh("git", "add", ".", cwd=app)
+    sh("git", "commit", "-q", "-m", "app", cwd=app)
+    runner = run_runner([f"git+{app.as_uri()}"], env=tmpdir_env)
+    assert runner.proc.returncode == 3
+    line = runner.error_line()
+    assert line.startswith(f"error: a submodule of git+{app.as_uri()} could not be fetched: "
+                           "check its URL in .gitmodules and your access to it (git said: "), line
+    assert f"{tmp_path / 'gone'}" in line
+    assert leftovers(tmpdir_env) == []
+
+
 # ---------------------------------------------------------------- bad input
 
 
