@@ -343,6 +343,27 @@ def test_empty_git_repository(tmp_path: Path) -> None:
                  "a branch or tag with @")
 
 
+def test_hg_repository_without_a_default_branch_serves_its_tip(
+    tmp_path: Path, tmpdir_env: dict[str, str]
+) -> None:
+    """All commits on a named branch: `hg clone` checks out the tip; the runner said
+    "unknown revision 'default'"."""
+    repo = tmp_path / "hg stable"
+    sh("hg", "init", repo)
+    sh("hg", "branch", "-q", "stable", cwd=repo)
+    write_service(repo, reply="stable")
+    sh("hg", "commit", "-q", "-A", "-m", "stable", "-u", "Tester", cwd=repo)
+    reply, _ = serve_once([f"hg+{repo.as_uri()}"], env={**tmpdir_env, **CLIENT_ENV})
+    assert reply == "stable"
+
+
+def test_empty_hg_repository(tmp_path: Path) -> None:
+    sh("hg", "init", tmp_path / "empty")
+    url = f"hg+{(tmp_path / 'empty').as_uri()}"
+    expect_error([url], f"{url} has no commits (is it empty?): push a commit, or name a "
+                 "revision with @", env=CLIENT_ENV)
+
+
 def test_subdirectory_that_does_not_exist(repos: dict[str, dict[str, str]],
                                           tmpdir_env: dict[str, str]) -> None:
     base = repos["git"]["default"]
