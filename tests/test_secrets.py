@@ -35,6 +35,15 @@ def test_malformed_credentials_are_refused_unprinted(spec: str, error: str) -> N
     assert runner.error_line() == error
 
 
+def test_a_password_with_an_unencoded_at_sign_is_hidden_whole() -> None:
+    """`user:ab@SECRET@host`: every URL parser takes the last `@`; the log's URL pattern took
+    the first and showed the rest of the password."""
+    runner = run_runner([f"http://user:ab@{SECRET}@127.0.0.1:9/svc.py", "--network-timeout",
+                         "1"])
+    assert runner.proc.returncode == 3
+    assert runner.error_line().startswith("error: http://user:***@127.0.0.1:9/svc.py: ")
+
+
 class EchoingServer:
     """Answers every request 401 with a body that repeats the password it was sent."""
 
