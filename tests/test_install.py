@@ -65,6 +65,20 @@ def test_failing_setup_sh_stops_the_run(tmp_path: Path) -> None:
     assert "service started" not in runner.stderr
 
 
+def test_a_redrawn_progress_line_is_quoted_as_last_drawn(tmp_path: Path) -> None:
+    """A tool's progress redrawn with \\r (git's `Receiving objects: 50%\\r...100%`) is
+    quoted as a terminal last showed it, not every state it went through."""
+    svc = write_service(tmp_path / "svc")
+    (svc / "setup.sh").write_text(
+        "printf 'Receiving: 10%%\\rReceiving: 55%%\\rReceiving: 100%%, done.\\n'\n"
+        "echo 'fatal: out of luck'\nexit 3\n")
+    runner = run_runner([svc, "--requirements-only"])
+    assert runner.proc.returncode == 4
+    assert runner.error_line() == (
+        "error: setup.sh failed: bash setup.sh exited 3; last output: Receiving: 100%, done. | "
+        "fatal: out of luck (fix setup.sh, or pass --keep-going to start the service anyway)")
+
+
 def test_keep_going_starts_the_service_anyway(tmp_path: Path) -> None:
     svc = write_service(tmp_path / "svc", reply="still up")
     (svc / "setup.sh").write_text("exit 3\n")
