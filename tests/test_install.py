@@ -65,6 +65,21 @@ def test_failing_setup_sh_stops_the_run(tmp_path: Path) -> None:
     assert "service started" not in runner.stderr
 
 
+def test_a_setup_sh_with_windows_line_endings_says_so(tmp_path: Path) -> None:
+    """bash reads the \\r of CRLF as part of each command (`$'false\\r': command not found`),
+    which few users read as "line endings"."""
+    svc = write_service(tmp_path / "svc")
+    (svc / "setup.sh").write_bytes(b"echo fetching\r\nfalse\r\n")
+    runner = run_runner([svc, "--requirements-only"])
+    assert runner.proc.returncode == 4
+    assert runner.error_line() == (
+        f"error: setup.sh failed: bash setup.sh exited 127; last output: fetching | "
+        f"{svc / 'setup.sh'}: line 2: $'false\\r': command not found; setup.sh has Windows "
+        "line endings (CRLF), which bash reads as part of each command: save it with LF "
+        "endings (dos2unix setup.sh) (fix setup.sh, or pass --keep-going to start the service "
+        "anyway)")
+
+
 def test_a_redrawn_progress_line_is_quoted_as_last_drawn(tmp_path: Path) -> None:
     """A tool's progress redrawn with \\r (git's `Receiving objects: 50%\\r...100%`) is
     quoted as a terminal last showed it, not every state it went through."""
