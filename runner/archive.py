@@ -7,6 +7,8 @@ the limits), so a bad archive fails with nothing on disk; tar extraction then
 also runs through the standard library's 'data' filter as a second line.
 """
 
+import errno
+import math
 import os
 import shutil
 import stat
@@ -25,7 +27,13 @@ SCRIPT, ZIP, TAR = "script", "zip", "tar"
 MAX_TAR_HEADER = 1024 * 1024
 _TAR_HEADER_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                      tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+#: Bytes a zip link member (its target path) may hold: the system's PATH_MAX. A
+#: link's data is read whole to check where it points, so it is bounded first.
+MAX_LINK_TARGET = 4096
 KNOWN = ".py script, or .zip, .tar, .tar.gz or .tgz archive"
+#: Seconds a file's modification time may be from 1970, either way: well inside what
+#: `utime` takes (a pax `mtime` or a base-256 header field can say anything).
+_MAX_MTIME = 2**62
 #: Folders some archivers add beside the real content; not code.
 _JUNK = frozenset({"__MACOSX"})
 
@@ -73,16 +81,47 @@ def unpack(file: Path, name: str, target: Path, config: Config, what: str) -> Pa
         except tarfile.FilterError as exc:  # found while extracting: links through links
             raise _unsafe(what, str(exc), "unpacking stopped") from None
         except OSError as exc:
-            raise ResolveError(
-                f"{what}: cannot unpack: {exc.strerror or exc}: "
-                "check that the archive is complete and the disk has space"
-            ) from None
+            raise _write_failed(what, target, exc) from None
     return code_path(target, name, what)
 
 
+#: What to do when a member cannot be written, by errno; else the download or disk is at fault.
+_WRITE_ADVICE = {
+    errno.EEXIST: "rebuild the archive so that no file and folder share a name",
+    errno.ENOTDIR: "rebuild the archive so that no file and folder share a name",
+    errno.EISDIR: "rebuild the archive so that no file and folder share a name",
+    errno.ENAMETOOLONG: "rebuild the archive with shorter names",
+}
+#: Characters of a member's name an error shows (names may be thousands long).
+_NAME_SHOWN = 64
+
+
+def _write_failed(what: str, target: Path, exc: OSError) -> ResolveError:
+    """The error for a member that could not be written, naming it."""
+    member = ""
+    for root in (target, target.resolve()):
+        if exc.filename and Path(os.fsdecode(exc.filename)).is_relative_to(root):
+            member = str(Path(os.fsdecode(exc.filename)).relative_to(root))
+            break
+    if len(member) > _NAME_SHOWN:
+        member = member[:_NAME_SHOWN] + "…"
+    advice = _WRITE_ADVICE.get(exc.errno or 0,
+                               "check that the archive is complete and the disk has space")
+    at = f" {member}" if member else ""
+    return ResolveError(f"{what}: cannot unpack{at}: {exc.strerror or exc}: {advice}")
+
+
+#: The longest file name the system takes (NAME_MAX, in bytes).
+_NAME_MAX = 255
+
+
 def script_name(name: str) -> str:
-    """The file name a downloaded script is saved under (never a path)."""
-    return PurePosixPath(name.replace("\\", "/")).name or "main.py"
+    """The file name a downloaded script is saved under: never a path, always a `.py` name
+    the system takes (a server's Content-Disposition may say `svc\0.py` or 300 letters)."""
+    base = PurePosixPath(name.replace("\\", "/")).name
+    usable = (base.endswith(".py") and base != ".py" and "\0" not in base
+              and len(os.fsencode(base)) <= _NAME_MAX)
+    return base if usable else "main.py"
 
 
 def code_path(target: Path, name: str, what: str) -> Path:
@@ -108,6 +147,10 @@ def _unsafe(what: str, detail: str, done: str = "nothing was unpacked") -> Resol
 
 def _check_name(name: str, what: str) -> PurePosixPath:
     """A member name as a relative path that stays inside the target, or an error."""
+    if not name:
+        raise _unsafe(what, f"member {name!r} has no name")
+    if "\0" in name:  # a pax header may hold one; no file name can
+        raise _unsafe(what, f"member {name!r} has a NUL byte in its name")
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or (len(name) > 1 and name[1] == ":"):
         raise _unsafe(what, f"member {name!r} has an absolute path")
@@ -118,6 +161,10 @@ def _check_name(name: str, what: str) -> PurePosixPath:
 
 def _check_link(member: PurePosixPath, link: str, relative_to_member: bool, what: str) -> None:
     """A link must name something inside the target, relative to where it is."""
+    if not link:
+        raise _unsafe(what, f"link {str(member)!r} has an empty target")
+    if "\0" in link:
+        raise _unsafe(what, f"link {str(member)!r} has a NUL byte in its target")
     if link.startswith("/") or PurePosixPath(link).is_absolute():
         raise _unsafe(what, f"link {str(member)!r} points outside the archive (to {link})")
     base = member.parent if relative_to_member else PurePosixPath()
@@ -178,6 +225,9 @@ def _checked_zip(
         if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
             raise _unsafe(what, f"member {info.filename!r} is a device or special file")
         if stat.S_ISLNK(mode):
+            if info.file_size > MAX_LINK_TARGET:
+                raise _unsafe(what, f"link {info.filename!r} has a target of {info.file_size} "
+                                    f"bytes (over {MAX_LINK_TARGET})")
             _check_link(path, os.fsdecode(zf.read(info)), True, what)
         checked.append((info, path))
     return checked
@@ -252,6 +302,7 @@ def _unpack_tar(file: Path, target: Path, config: Config, what: str) -> None:
 def _checked_tar(tf: tarfile.TarFile, config: Config, what: str) -> list[tarfile.TarInfo]:
     budget = _Budget(config, what)
     checked = []
+    seen = set()  # names as tarfile finds a hard link's target: normalized, earlier members
     for member in tf:  # one pass over the headers; stops at the first limit crossed
         budget.add(member.size if member.isreg() else 0)
         path = _check_name(member.name, what)
@@ -259,7 +310,14 @@ def _checked_tar(tf: tarfile.TarFile, config: Config, what: str) -> list[tarfile
             _check_link(path, member.linkname, True, what)
         elif member.islnk():
             _check_link(path, member.linkname, False, what)
+            if os.path.normpath(member.linkname) not in seen:  # tarfile: a KeyError
+                raise _unsafe(what, f"hard link {member.name!r} names {member.linkname!r}, "
+                                    "which is no earlier member")
         elif not (member.isreg() or member.isdir()):
             raise _unsafe(what, f"member {member.name!r} is a device or special file")
+        if not (math.isfinite(member.mtime) and abs(member.mtime) < _MAX_MTIME):
+            raise tarfile.ReadError(f"member {member.name!r} has the modification time "
+                                    f"{member.mtime!r}")
+        seen.add(os.path.normpath(member.name))
         checked.append(member)
     return checked

@@ -84,7 +84,7 @@ def head(req: Request, config: Config) -> Mapping[str, str] | None:
         with _session(req) as session:
             resp = session.head(req.url, params=req.params, allow_redirects=True,
                                 timeout=_timeout(config))
-    except requests.RequestException:
+    except (requests.RequestException, ValueError):  # ValueError: a malformed redirect
         return None
     return resp.headers if resp.ok else None  # case-insensitive, as HTTP/2 lowercases
 
@@ -108,9 +108,7 @@ def _with_retries(
     last = ""
     for attempt in range(1, TRIES + 1):
         try:
-            with _session(req) as session, session.request(
-                method, req.url, params=req.params, stream=True, timeout=_timeout(config)
-            ) as resp:
+            with _session(req) as session, _send(session, method, req, config) as resp:
                 _check_status(resp, req)
                 return consume(resp)
         except _Retry as exc:
@@ -135,6 +133,19 @@ def _with_retries(
         f"{req.what}: {last} ({TRIES} tries): check the network and that the server is up, "
         "then run again"
     )
+
+
+def _send(
+    session: "requests.Session", method: str, req: Request, config: Config
+) -> "requests.Response":
+    """The request, redirects followed; a redirect to a malformed address is the server's
+    error (requests parses the Location with urllib, which raises ValueError)."""
+    try:
+        return session.request(method, req.url, params=req.params, stream=True,
+                               timeout=_timeout(config))
+    except ValueError as exc:
+        raise ResolveError(f"{req.what}: the server redirected to a malformed address "
+                           f"({exc}): check the URL") from None
 
 
 def _password(url: str) -> str | None:
@@ -167,6 +178,9 @@ def _timeout(config: Config) -> tuple[float, float]:
 
 def _check_status(resp: "requests.Response", req: Request) -> None:
     status = resp.status_code
+    if 300 <= status < 400:  # what requests could not follow: no Location
+        raise ResolveError(f"{req.what} answered HTTP {status} without a usable redirect: "
+                           "check the URL")
     if status >= 500 or status == 429:
         raise _Retry(f"server error {status} {resp.reason}".rstrip())
     if status >= 400:
@@ -245,6 +259,10 @@ def _save(resp: "requests.Response", dest: Path, what: str, config: Config) -> D
         if "timed out" in str(exc):
             raise _Retry(_connection_reason(exc, config)) from None
         raise _Retry(_cut_short(size, total)) from None
+    except requests.exceptions.ContentDecodingError:  # an OSError too: not the disk's fault
+        encoding = resp.headers.get("Content-Encoding", "")
+        raise ResolveError(f"{what}: the server sent a body that does not decode as its "
+                           f"Content-Encoding ({encoding}) says: check the server") from None
     except OSError as exc:
         raise ResolveError(f"{what}: cannot write the download to {dest.parent}: "
                            f"{exc.strerror or exc}: free some disk space") from None

@@ -64,11 +64,15 @@ def _hide_userinfo(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
-    """Hide URL credentials and every registered secret."""
-    text = _URL_USERINFO.sub(_hide_userinfo, text)
+    """Hide every registered secret, then URL credentials.
+
+    In that order: a password with an unencoded `@` (`user:ab@cd@host`, which URL
+    parsers split at the last `@`) is registered whole, while the pattern ends at the
+    first `@` and would leave `cd` for the secret to no longer match.
+    """
     for secret in sorted(_secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
-    return text
+    return _URL_USERINFO.sub(_hide_userinfo, text)
 
 
 #: Control characters (and Unicode line breaks) as visible escapes; tab stays.

@@ -50,7 +50,7 @@ class Tail:
         """Keep the last non-blank ones of some complete lines, oldest first."""
         fresh: list[str] = []
         for index in range(len(raws) - 1, -1, -1):
-            line = _decode(raws[index], self.LINE_KEEP, first_cut and index == 0).rstrip("\r")
+            line = _shown(_decode(raws[index], self.LINE_KEEP, first_cut and index == 0))
             if line.strip():
                 fresh.append(line)
                 if len(fresh) == self._lines.maxlen:
@@ -61,13 +61,19 @@ class Tail:
         """The remembered lines, oldest first, including an unfinished last line."""
         lines = list(self._lines)
         if self._partial.strip():
-            lines.append(_decode(self._partial, self.LINE_KEEP, self._partial_cut))
+            lines.append(_shown(_decode(self._partial, self.LINE_KEEP, self._partial_cut)))
         return lines[-(self._lines.maxlen or 1):]
 
     def quote(self, limit: int = 3) -> str:
         """The last lines joined for one `error:` line."""
         lines = self.lines()[-limit:]
         return " | ".join(line.strip() for line in lines) if lines else "(no output)"
+
+
+def _shown(line: str) -> str:
+    """A line as a terminal last showed it: a progress line redrawn with `\\r` is its last
+    state (git's `Receiving objects: 50%\\r...100%, done.`)."""
+    return line.rstrip("\r").rsplit("\r", 1)[-1]
 
 
 def _decode(raw: bytes, keep: int, cut: bool) -> str:

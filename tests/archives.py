@@ -23,7 +23,7 @@ def zip_bytes(files: dict[str, bytes], links: dict[str, str] | None = None) -> b
             info = zipfile.ZipInfo(name)
             info.create_system = 3
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            zf.writestr(info, target)
+            zf.writestr(info, target, zipfile.ZIP_DEFLATED)
     return buf.getvalue()
 
 
@@ -56,4 +56,11 @@ def device(name: str) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = tarfile.CHRTYPE
     info.devmajor, info.devminor = 1, 3
+    return info
+
+
+def pax_named(name: str, **headers: str) -> tarfile.TarInfo:
+    """An empty file member whose name (and `headers`) are in a pax header: any text."""
+    info = tarfile.TarInfo("placeholder")
+    info.pax_headers = {"path": name, **headers}
     return info

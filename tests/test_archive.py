@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from archives import device, link, service, tar_bytes, zip_bytes
+from archives import device, link, pax_named, service, tar_bytes, zip_bytes
 
 from runner import archive
 from runner.config import Config
@@ -113,6 +113,15 @@ def test_kind_from_content_when_the_name_says_nothing(tmp_path: Path) -> None:
          "link 'pw' points outside the archive (to /etc/passwd)"),
         ("a.tgz", tar_bytes({}, [link("pw", "../evil", tarfile.LNKTYPE)]), "link 'pw' points out"),
         ("a.tgz", tar_bytes({}, [device("null")]), "member 'null' is a device or special file"),
+        ("a.zip", zip_bytes({"": b"x"}), "member '' has no name"),
+        ("a.tar", tar_bytes({"__main__.py": b""}, [pax_named("a\0b")]),
+         "member 'a\\x00b' has a NUL byte in its name"),
+        ("a.zip", zip_bytes({"__main__.py": b""}, {"l": "a\0b"}), "link 'l' has a NUL byte"),
+        ("a.zip", zip_bytes({"__main__.py": b""}, {"l": ""}), "link 'l' has an empty target"),
+        ("a.tgz", tar_bytes({"__main__.py": b""}, [link("x", "missing", tarfile.LNKTYPE)]),
+         "hard link 'x' names 'missing', which is no earlier member"),
+        ("a.tgz", tar_bytes({"__main__.py": b""}, [link("x", "x", tarfile.LNKTYPE)]),
+         "hard link 'x' names 'x', which is no earlier member"),
     ],
     ids=short_id,
 )
@@ -123,6 +132,17 @@ def test_unsafe_members_are_refused_before_anything_is_written(
     assert message.startswith(f"{WHAT} is unsafe to unpack: ")
     assert expected in message
     assert "nothing was unpacked" in message
+    assert target_empty(tmp_path)
+
+
+@pytest.mark.parametrize("mtime", ["1e300", "nan", "-inf", "-1e20"])
+def test_a_modification_time_no_file_can_have_is_refused(tmp_path: Path, mtime: str) -> None:
+    """A pax `mtime` is any number; setting it on the file was an OverflowError traceback."""
+    data = tar_bytes({}, [pax_named("svc/__main__.py", mtime=mtime)], mode="w")
+    message = refused(tmp_path, "a.tar", data)
+    assert message == (f"{WHAT} is not a valid tar archive (member 'svc/__main__.py' has "
+                       f"the modification time {float(mtime)!r}): upload it again, or check "
+                       "that it is a complete .py script, or .zip, .tar, .tar.gz or .tgz archive")
     assert target_empty(tmp_path)
 
 
@@ -165,6 +185,28 @@ def test_zip_write_through_a_link_made_outside_later_is_refused(tmp_path: Path) 
     message = refused(tmp_path, "a.zip", buf.getvalue())
     assert "member 'b/evil.py' would be written outside the archive; unpacking stopped" in message
     assert not list(tmp_path.rglob("evil.py"))
+
+
+def test_a_zip_link_with_a_huge_target_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """A link member's data is its target, read whole: 64 MB of it would be held in memory
+    (a 1.5 MB zip of such a member took 3 GB and 17 s before the fix)."""
+    import tracemalloc
+
+    data = zip_bytes({"svc/__main__.py": b""}, {"svc/link": "a" * 64 * 1024 * 1024})
+    assert len(data) < 200_000
+    tracemalloc.start()
+    try:
+        message = refused(tmp_path, "a.zip", data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert message == (
+        f"{WHAT} is unsafe to unpack: link 'svc/link' has a target of {64 * 1024 * 1024} bytes "
+        f"(over {archive.MAX_LINK_TARGET}); nothing was unpacked: rebuild the archive with "
+        "relative paths inside one folder"
+    )
+    assert peak < 16 * 1024 * 1024, f"peak {peak} bytes"
+    assert target_empty(tmp_path)
 
 
 BIG = b"\0" * 3_000_000  # compresses to a few kB: the shape of an archive bomb
@@ -223,6 +265,28 @@ def test_corrupt_archive(tmp_path: Path, name: str, data: bytes, kind: str) -> N
     assert message.startswith(f"{WHAT} is not a valid {kind} archive (")
     assert message.endswith("upload it again, or check that it is a complete .py script, "
                             "or .zip, .tar, .tar.gz or .tgz archive")
+
+
+@pytest.mark.parametrize(("name", "data", "said"), [
+    ("a.zip", zip_bytes({"svc/a": b"x", "svc/a/b.py": b""}), "svc/a: File exists"),
+    ("a.tar", tar_bytes({"svc/a": b"x", "svc/a/b.py": b""}, mode="w"),
+     "svc/a/b.py: Not a directory"),
+    ("a.tar", tar_bytes({"svc/a/b.py": b"", "svc/a": b"x"}, mode="w"), "svc/a: Is a directory"),
+], ids=short_id)
+def test_a_file_and_a_folder_of_one_name_are_named_in_the_error(
+    tmp_path: Path, name: str, data: bytes, said: str
+) -> None:
+    """Not a disk or download problem (as the error used to suggest): two members clash."""
+    assert refused(tmp_path, name, data) == (
+        f"{WHAT}: cannot unpack {said}: rebuild the archive so that no file and folder "
+        "share a name")
+
+
+def test_a_name_over_the_system_limit_is_named_in_the_error(tmp_path: Path) -> None:
+    long = "a" * 300 + ".py"
+    assert refused(tmp_path, "a.zip", zip_bytes({f"svc/{long}": b""})) == (
+        f"{WHAT}: cannot unpack svc/{long[:60]}…: File name too long: rebuild the archive "
+        "with shorter names")
 
 
 def test_neither_script_nor_archive(tmp_path: Path) -> None:

@@ -229,6 +229,21 @@ def test_invalid_yaml_names_line_and_column(tmp_path: Path, cache: dict[str, str
     )
 
 
+@pytest.mark.parametrize("name", ["environment.yml", "conda-lock.yml"])
+def test_an_unreadable_environment_file_is_an_error_line(
+    tmp_path: Path, cache: dict[str, str], name: str
+) -> None:
+    """As root no mode bits stop a read: a link to /proc/self/mem (a regular file whose
+    read fails with EIO) stands in for a file the runner's user may not read."""
+    svc = write_service(tmp_path / "svc")
+    (svc / name).symlink_to("/proc/self/mem")
+    runner = run_runner([svc, "--requirements-only"], env=cache)
+    assert runner.proc.returncode == 4
+    assert runner.error_line() == (
+        f"error: {name} cannot be read (Input/output error): make {svc / name} "
+        "readable by the runner's user")
+
+
 def test_unsatisfiable_spec_shows_the_solvers_reason(
     tmp_path: Path, conda_channel: Path, cache: dict[str, str]
 ) -> None:
@@ -258,6 +273,21 @@ def test_lock_with_a_wrong_sha256_is_refused(
     assert f"instead of {'0' * 64}" in line
     assert not (Path(cache["RUNNER_CACHE_DIR"]) / "envs").exists() or not any(
         (p / "conda-meta").exists() for p in env_prefixes(cache))
+
+
+def test_a_lock_naming_a_device_as_a_package_is_refused_at_once(
+    tmp_path: Path, conda_channel: Path, cache: dict[str, str]
+) -> None:
+    """`file:///dev/zero` in a fetched lock: hashing it never ended (a stuck install)."""
+    svc = write_service(tmp_path / "svc")
+    packages = lock_entries(conda_channel, ["python", "hello-tool"])
+    next(p for p in packages if p["name"] == "hello-tool")["url"] = "file:///dev/zero"
+    write_lock(svc, packages, [SUBDIR])
+    runner = run_runner([svc, "--requirements-only"], env=cache, timeout=30)
+    assert runner.proc.returncode == 4
+    assert runner.error_line() == (
+        "error: conda-lock.yml: package hello-tool at /dev/zero is not a file "
+        "(re-create the lock with conda-lock)")
 
 
 def test_lock_without_this_platform_names_its_platforms(

@@ -44,6 +44,31 @@ def test_a_long_url_fails_with_its_password_hidden(tmp_path: Path) -> None:
     assert runner.error_line().startswith("error: cannot read repository git+http://")
 
 
+@pytest.mark.parametrize(("spec", "shown"), [
+    (f"https://user:{SECRET}@[::1/svc.py", "https://user:***@[::1/svc.py"),
+    ("http://[not-an-ip]/svc.py", "http://[not-an-ip]/svc.py"),
+    (f"git+https://user:{SECRET}@[::1/repo.git", "git+https://user:***@[::1/repo.git"),
+    ("hg+http://[x]y/repo", "hg+http://[x]y/repo"),
+])
+def test_a_url_with_a_broken_ipv6_host_is_refused_with_its_password_hidden(
+    tmp_path: Path, spec: str, shown: str
+) -> None:
+    runner = run_runner([spec], cwd=tmp_path)
+    assert runner.proc.returncode == 3
+    assert runner.error_line().startswith(f"error: {shown} is not a valid URL (")
+    assert runner.error_line().endswith("): check the address")
+
+
+def test_a_requirement_url_with_a_broken_ipv6_host_is_left_to_pip(tmp_path: Path) -> None:
+    """The runner reads requirement URLs only for their passwords; pip says what is wrong."""
+    svc = write_service(tmp_path / "svc")
+    (svc / "requirements.txt").write_text(f"pkg @ https://user:{SECRET}@[::1/pkg.whl\n")
+    runner = run_runner([svc, "--requirements-only"], cwd=tmp_path)
+    assert runner.proc.returncode == 4
+    assert runner.error_line().startswith("error: requirements.txt failed: pip install -r "
+                                          "requirements.txt exited ")
+
+
 @pytest.mark.parametrize(("args", "env", "named", "value"), [
     (["--stop-timeout", "inf"], {}, "argument --stop-timeout", "inf"),
     (["--stop-timeout", "nan"], {}, "argument --stop-timeout", "nan"),

@@ -5,10 +5,12 @@ server sends them, a Basic-auth folder, a slow route for progress lines, a
 route that names its file only in Content-Disposition), run in a thread.
 """
 
+import contextlib
 import io
 import os
 import pty
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -85,6 +87,20 @@ class FileServer:
             return Response(data, headers={
                 "Content-Disposition": f'attachment; filename="{request.args["id"]}"'})
 
+        @app.get("/disposed")
+        def disposed() -> Response:
+            """The script, under whatever file name `?as=` says (percent-encoded, RFC 5987)."""
+            return Response((self.root / "svc.py").read_bytes(), headers={
+                "Content-Disposition": f"attachment; filename*=UTF-8''{request.args['as']}"})
+
+        @app.get("/careless/<kind>/svc.py")
+        def careless(kind: str) -> Response:
+            """Answers a client cannot use: a redirect to nowhere, a body that says it is
+            gzip and is not."""
+            if kind == "no-location":
+                return Response("", 302)
+            return Response(b"print('not gzip')\n", headers={"Content-Encoding": "gzip"})
+
         @app.get("/slow/<name>")
         def slow(name: str) -> Response:
             if not (self.root / name).is_file():
@@ -153,6 +169,19 @@ def test_zip_named_only_by_content_disposition(files: FileServer, tmp: Path) -> 
     assert reply == "zip over http"
 
 
+@pytest.mark.parametrize("name", ["svc%2500.py", "a" * 300 + ".py", ".py"],
+                         ids=["nul", "too-long", "no-stem"])
+def test_a_script_under_a_file_name_the_system_refuses_still_runs(
+    files: FileServer, tmp: Path, name: str
+) -> None:
+    """The server names the file; a name no file can have was a traceback (ValueError,
+    'File name too long') or 'not a Python script': the script is saved as main.py."""
+    url = f"{files.url}/disposed?as={name}"
+    reply, _ = serve_once([url], env={"TMPDIR": str(tmp)}, timeout=30)
+    assert reply == "script over http"
+    assert list(tmp.iterdir()) == []
+
+
 def test_tar_gz_url_cached_by_etag(files: FileServer, tmp: Path, tmp_path: Path) -> None:
     env = {"TMPDIR": str(tmp), "RUNNER_CACHE_DIR": str(tmp_path / "cache")}
     url = f"{files.url}/files/svc.tar.gz"
@@ -180,6 +209,11 @@ def test_credentials_in_url_work_and_never_show(files: FileServer, tmp: Path) ->
       "check the user and password in the URL"]),
     ("/files/readme.txt", None,
      ["/files/readme.txt is neither a Python script nor a known archive"]),
+    ("/careless/no-location/svc.py", None,  # was saved, an empty body, and run
+     ["/careless/no-location/svc.py answered HTTP 302 without a usable redirect: check the URL"]),
+    ("/careless/gzip/svc.py", None,  # said "cannot write the download: free some disk space"
+     ["/careless/gzip/svc.py: the server sent a body that does not decode as its "
+      "Content-Encoding (gzip) says: check the server"]),
 ])
 def test_bad_url_exits_3(
     files: FileServer, tmp: Path, path: str, password: str | None, parts: list[str]
@@ -190,6 +224,49 @@ def test_bad_url_exits_3(
     line = runner.error_line()
     for part in parts:
         assert part in line, f"{part!r} not in {line!r}"
+    assert list(tmp.iterdir()) == []
+
+
+@contextlib.contextmanager
+def raw_server(answer: bytes) -> Iterator[int]:
+    """A server on 127.0.0.1 that answers every request with `answer` as it is: a header
+    no HTTP library would write (Flask's refuses a malformed Location). Yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("cache", [False, True], ids=["get", "head-for-the-cache"])
+def test_a_redirect_to_a_malformed_address_exits_3(
+    tmp: Path, tmp_path: Path, cache: bool
+) -> None:
+    """Was a ValueError traceback: requests parses the Location with urllib."""
+    answer = b"HTTP/1.1 302 Found\r\nLocation: http://[::1/svc.py\r\nContent-Length: 0\r\n\r\n"
+    env = {"TMPDIR": str(tmp), **({"RUNNER_CACHE_DIR": str(tmp_path / "c")} if cache else {})}
+    with raw_server(answer) as port:
+        runner = run_runner([f"http://127.0.0.1:{port}/svc.py"], env=env, timeout=60)
+    assert runner.proc.returncode == 3
+    assert runner.error_line() == (
+        f"error: http://127.0.0.1:{port}/svc.py: the server redirected to a malformed "
+        "address (Invalid IPv6 URL): check the URL")
     assert list(tmp.iterdir()) == []
 
 

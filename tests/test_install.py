@@ -65,6 +65,35 @@ def test_failing_setup_sh_stops_the_run(tmp_path: Path) -> None:
     assert "service started" not in runner.stderr
 
 
+def test_a_setup_sh_with_windows_line_endings_says_so(tmp_path: Path) -> None:
+    """bash reads the \\r of CRLF as part of each command (`$'false\\r': command not found`),
+    which few users read as "line endings"."""
+    svc = write_service(tmp_path / "svc")
+    (svc / "setup.sh").write_bytes(b"echo fetching\r\nfalse\r\n")
+    runner = run_runner([svc, "--requirements-only"])
+    assert runner.proc.returncode == 4
+    assert runner.error_line() == (
+        f"error: setup.sh failed: bash setup.sh exited 127; last output: fetching | "
+        f"{svc / 'setup.sh'}: line 2: $'false\\r': command not found; setup.sh has Windows "
+        "line endings (CRLF), which bash reads as part of each command: save it with LF "
+        "endings (dos2unix setup.sh) (fix setup.sh, or pass --keep-going to start the service "
+        "anyway)")
+
+
+def test_a_redrawn_progress_line_is_quoted_as_last_drawn(tmp_path: Path) -> None:
+    """A tool's progress redrawn with \\r (git's `Receiving objects: 50%\\r...100%`) is
+    quoted as a terminal last showed it, not every state it went through."""
+    svc = write_service(tmp_path / "svc")
+    (svc / "setup.sh").write_text(
+        "printf 'Receiving: 10%%\\rReceiving: 55%%\\rReceiving: 100%%, done.\\n'\n"
+        "echo 'fatal: out of luck'\nexit 3\n")
+    runner = run_runner([svc, "--requirements-only"])
+    assert runner.proc.returncode == 4
+    assert runner.error_line() == (
+        "error: setup.sh failed: bash setup.sh exited 3; last output: Receiving: 100%, done. | "
+        "fatal: out of luck (fix setup.sh, or pass --keep-going to start the service anyway)")
+
+
 def test_keep_going_starts_the_service_anyway(tmp_path: Path) -> None:
     svc = write_service(tmp_path / "svc", reply="still up")
     (svc / "setup.sh").write_text("exit 3\n")
@@ -180,6 +209,20 @@ def test_a_change_to_an_included_requirements_file_reinstalls(tmp_path: Path) ->
 
     (svc / "reqs" / "pins.txt").write_text("# a constraint changed\n")
     assert "installing from requirements.txt" in run_runner(args, env=env).stderr
+
+
+def test_an_include_on_the_first_line_after_a_bom_is_hashed(tmp_path: Path) -> None:
+    """Windows editors start a file with a BOM (and end lines with CRLF); pip reads past
+    both, so the runner must too, or a change to the included file is never installed."""
+    svc = write_service(tmp_path / "svc")
+    (svc / "requirements.txt").write_bytes(b"\xef\xbb\xbf-r base.txt\r\n")
+    (svc / "base.txt").write_text("")
+    args = [svc, "--requirements-only", "--cache-dir", tmp_path / "cache"]
+    assert run_runner(args).proc.returncode == 0
+    (svc / "base.txt").write_text("# a pin changed\n")
+    again = run_runner(args)
+    assert again.proc.returncode == 0, again.stderr
+    assert "installing from requirements.txt" in again.stderr
 
 
 def test_watch_reinstalls_when_an_included_file_changes(tmp_path: Path) -> None:

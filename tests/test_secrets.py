@@ -35,6 +35,15 @@ def test_malformed_credentials_are_refused_unprinted(spec: str, error: str) -> N
     assert runner.error_line() == error
 
 
+def test_a_password_with_an_unencoded_at_sign_is_hidden_whole() -> None:
+    """`user:ab@SECRET@host`: every URL parser takes the last `@`; the log's URL pattern took
+    the first and showed the rest of the password."""
+    runner = run_runner([f"http://user:ab@{SECRET}@127.0.0.1:9/svc.py", "--network-timeout",
+                         "1"])
+    assert runner.proc.returncode == 3
+    assert runner.error_line().startswith("error: http://user:***@127.0.0.1:9/svc.py: ")
+
+
 class EchoingServer:
     """Answers every request 401 with a body that repeats the password it was sent."""
 
@@ -43,7 +52,7 @@ class EchoingServer:
             def do_GET(self) -> None:
                 auth = self.headers.get("Authorization", "Basic ")
                 said = base64.b64decode(auth.split(" ", 1)[1]).decode()
-                body = f"wrong password {said.partition(':')[2]}".encode()
+                body = f"wrong password {said.partition(':')[2]} for {self.path}".encode()
                 self.send_response(401)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))
@@ -79,6 +88,30 @@ def test_an_http_password_echoed_by_the_server_is_redacted(echoing_server: Echoi
     runner = run_runner([f"http://bob:{SECRET}@127.0.0.1:{echoing_server.port}/svc.py"])
     assert runner.proc.returncode == 3
     assert "wrong password ***" in runner.error_line()
+
+
+@pytest.mark.parametrize("query", [
+    f"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature={SECRET}",  # an S3 presigned link
+    f"sv=2022-11-02&sig={SECRET}%3D",  # an Azure SAS: base64, percent-encoded
+    f"token={SECRET}",
+    "v=1&id=" + "a1b2c3d4" * 4 + SECRET,  # no telling name, but a token's shape
+])
+def test_a_signed_link_keeps_its_signature_out_of_the_log(
+    echoing_server: EchoingServer, query: str
+) -> None:
+    """The 401 error line itself says to use "a public or signed link": the signature is a
+    credential as much as a password, and the server here repeats the URL in its answer."""
+    runner = run_runner([f"http://127.0.0.1:{echoing_server.port}/svc.py?{query}"])
+    assert runner.proc.returncode == 3
+    assert "refused the download (HTTP 401" in runner.error_line()
+    assert "***" in runner.error_line()
+
+
+def test_a_token_in_a_vcs_url_query_is_hidden(tmp_path: Path) -> None:
+    runner = run_runner([f"git+http://127.0.0.1:9/org/repo.git?token={SECRET}"],
+                        env={"GIT_TOKEN": "", "TMPDIR": str(tmp_path)})
+    assert runner.proc.returncode == 3
+    assert "git+http://127.0.0.1:9/org/repo.git?token=***" in runner.error_line()
 
 
 @pytest.mark.parametrize("token", [SECRET, f"abc/{SECRET}"])

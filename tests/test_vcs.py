@@ -246,6 +246,31 @@ def test_git_submodules_are_checked_out(tmp_path: Path, tmpdir_env: dict[str, st
     assert reply == "with submodule"
 
 
+def test_a_submodule_that_cannot_be_fetched_is_named(
+    tmp_path: Path, tmpdir_env: dict[str, str]
+) -> None:
+    """The repository itself was read: the error used to say "cannot read repository"."""
+    lib, app = tmp_path / "lib", tmp_path / "app"
+    sh("git", "init", "-q", "-b", "main", lib)
+    (lib / "data.txt").write_text("lib")
+    sh("git", "add", ".", cwd=lib)
+    sh("git", "commit", "-q", "-m", "lib", cwd=lib)
+    sh("git", "init", "-q", "-b", "main", app)
+    write_service(app)
+    sh("git", "-c", "protocol.file.allow=always", "submodule", "add", "-q", lib.as_uri(), "lib",
+       cwd=app)
+    sh("git", "-C", app, "config", "-f", ".gitmodules", "submodule.lib.url", "../gone")
+    sh("git", "add", ".", cwd=app)
+    sh("git", "commit", "-q", "-m", "app", cwd=app)
+    runner = run_runner([f"git+{app.as_uri()}"], env=tmpdir_env)
+    assert runner.proc.returncode == 3
+    line = runner.error_line()
+    assert line.startswith(f"error: a submodule of git+{app.as_uri()} could not be fetched: "
+                           "check its URL in .gitmodules and your access to it (git said: "), line
+    assert f"{tmp_path / 'gone'}" in line
+    assert leftovers(tmpdir_env) == []
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -255,6 +280,17 @@ def expect_error(args: Sequence[str | Path], line: str, env: dict[str, str] | No
     assert runner.proc.returncode == 3, runner.stderr
     assert runner.error_line() == f"error: {line}"
     return runner
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["no-cache", "cache"])
+def test_git_at_head_is_the_default_branch_with_or_without_a_cache(
+    repos: dict[str, dict[str, str]], tmp_path: Path, tmpdir_env: dict[str, str], cached: bool
+) -> None:
+    """`@HEAD` worked only with --cache-dir (ls-remote lists HEAD; `clone --branch` has none)."""
+    cache = ["--cache-dir", str(tmp_path / "cache")] if cached else []
+    reply, runner = serve_once([f"{repos['git']['default']}@HEAD", *cache], env=tmpdir_env)
+    assert reply == "head", runner.stderr
+    assert "revision 'HEAD' is commit " in runner.stderr
 
 
 def test_unknown_git_revision(repos: dict[str, dict[str, str]]) -> None:
@@ -305,6 +341,27 @@ def test_empty_git_repository(tmp_path: Path) -> None:
     url = f"git+{(tmp_path / 'empty.git').as_uri()}"
     expect_error([url], f"{url} has no default branch (is it empty?): push a commit, or name "
                  "a branch or tag with @")
+
+
+def test_hg_repository_without_a_default_branch_serves_its_tip(
+    tmp_path: Path, tmpdir_env: dict[str, str]
+) -> None:
+    """All commits on a named branch: `hg clone` checks out the tip; the runner said
+    "unknown revision 'default'"."""
+    repo = tmp_path / "hg stable"
+    sh("hg", "init", repo)
+    sh("hg", "branch", "-q", "stable", cwd=repo)
+    write_service(repo, reply="stable")
+    sh("hg", "commit", "-q", "-A", "-m", "stable", "-u", "Tester", cwd=repo)
+    reply, _ = serve_once([f"hg+{repo.as_uri()}"], env={**tmpdir_env, **CLIENT_ENV})
+    assert reply == "stable"
+
+
+def test_empty_hg_repository(tmp_path: Path) -> None:
+    sh("hg", "init", tmp_path / "empty")
+    url = f"hg+{(tmp_path / 'empty').as_uri()}"
+    expect_error([url], f"{url} has no commits (is it empty?): push a commit, or name a "
+                 "revision with @", env=CLIENT_ENV)
 
 
 def test_subdirectory_that_does_not_exist(repos: dict[str, dict[str, str]],

@@ -126,6 +126,18 @@ def test_parse_refuses(spec: str) -> None:
     assert BAD[spec] in str(err.value)
 
 
+@pytest.mark.parametrize(("spec", "display"), [
+    ("svn+ssh://me@host/repo/trunk@7", "svn+ssh://me@host/repo/trunk"),
+    ("bzr+ssh://host/b/trunk", "bzr+ssh://host/b/trunk"),
+    ("hg+ssh://me@host/r", "hg+ssh://me@host/r"),
+    ("git+ssh://git@host/r.git@main", "git+ssh://git@host/r.git"),
+    ("svn+https://host/repo/trunk", "svn+https://host/repo/trunk"),
+])
+def test_logs_and_errors_name_the_url_as_written(spec: str, display: str) -> None:
+    """Every log and error line names the repository so: `svn+svn+ssh://...` it was."""
+    assert parse(spec).display == display
+
+
 @pytest.mark.parametrize(("spec", "expected"), [
     ("git+https://host/r.git", True),
     ("bzr+lp:x", True),

@@ -128,8 +128,3 @@ def unreadable(path: Path, exc: OSError) -> InstallError:
 def run_tool_in(ctx: InstallContext, argv: list[str | Path]) -> Finished:
     """Run one tool of a step in the code root with the service environment."""
     return run_tool(argv, cwd=ctx.code.root, env=ctx.service_env.environ())
-
-
-def run_checked(ctx: InstallContext, file: Path, what: str, argv: list[str | Path]) -> None:
-    """Run one tool of a step and fail the step (exit 4) when it fails."""
-    check(run_tool_in(ctx, argv), file, what)

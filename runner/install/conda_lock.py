@@ -103,6 +103,9 @@ def verify_local_packages(file: Path, lock: LockSpec) -> None:
             continue  # rattler checks what it downloads
         path = Path(unquote(parts.path))
         algorithm, expected = pkg.digest
+        if path.exists() and not path.is_file():  # /dev/zero: its hash would never end
+            raise InstallError(f"{file.name}: package {pkg.name} at {path} is not a file "
+                               "(re-create the lock with conda-lock)")
         try:
             actual = _file_digest(path, algorithm)
         except OSError as exc:

@@ -21,6 +21,7 @@ from typing import Any
 
 from runner import log
 from runner.errors import InstallError
+from runner.install.base import unreadable
 
 #: conda's way of saying "not the defaults channels": we never add them anyway.
 NODEFAULTS = "nodefaults"
@@ -101,6 +102,8 @@ def load_yaml(file: Path) -> Any:
                            f"(fix {file.name})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InstallError(f"{file.name} is not valid YAML: {exc} (fix {file.name})") from None
+    except OSError as exc:
+        raise unreadable(file, exc) from None
 
 
 def expand_variables(file: Path, channel: str) -> str:

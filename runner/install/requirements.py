@@ -66,7 +66,7 @@ def read_lines(path: Path) -> Iterator[str]:
     """The lines of a requirements file without comments, read as they come (a huge
     file is never whole in memory); InstallError when unreadable."""
     try:
-        with path.open(encoding="utf-8", errors="replace") as f:
+        with path.open(encoding="utf-8-sig", errors="replace") as f:  # a BOM, as pip reads it
             for line in f:
                 yield _COMMENT.sub("", line)
     except OSError as exc:

@@ -2,7 +2,12 @@
 
 from pathlib import Path
 
-from runner.install.base import InstallContext, InstallStep, run_checked
+from runner.install.base import InstallContext, InstallStep, check, run_tool_in
+
+#: Said after bash's own words when setup.sh has CRLF line endings: bash reads the `\r`
+#: as part of each command (`$'false\r': command not found`).
+CRLF_HINT = ("; setup.sh has Windows line endings (CRLF), which bash reads as part of each "
+             "command: save it with LF endings (dos2unix setup.sh)")
 
 
 class SetupShStep(InstallStep):
@@ -10,4 +15,16 @@ class SetupShStep(InstallStep):
 
 
     def run(self, ctx: InstallContext, file: Path) -> None:
-        run_checked(ctx, file, "bash setup.sh", ["bash", file])
+        finished = run_tool_in(ctx, ["bash", file])
+        if not finished.ok and _has_crlf(file):
+            check(finished, file, "bash setup.sh", finished.tail.quote() + CRLF_HINT)
+        check(finished, file, "bash setup.sh")
+
+
+def _has_crlf(file: Path) -> bool:
+    """Whether the script's first 64 KB hold a CRLF (read only after a failure)."""
+    try:
+        with file.open("rb") as f:
+            return b"\r\n" in f.read(65536)
+    except OSError:  # bash read it; if we cannot now, there is no hint to give
+        return False

@@ -127,7 +127,8 @@ class GitBackend(Backend):
         return head
 
     def _clone(self, dest: Path, rev: str | None) -> str:
-        branch = [f"--branch={rev}"] if rev else []
+        # `@HEAD` is the default branch (as pip checks it out); `--branch=HEAD` finds none.
+        branch = [f"--branch={rev}"] if rev and rev != "HEAD" else []
         ran = self.git(["clone", "--progress", "--depth", "1", *branch, "--", self.url.url, dest],
                        dest.parent)
         if rev and not ran.ok and "not found in upstream" in " ".join(ran.tail.lines()):
@@ -191,9 +192,16 @@ class GitBackend(Backend):
         log.info("initialising submodules")
         shallow = self.git(["submodule", "update", "--init", "--recursive", "--depth", "1",
                             "--progress"], dest)
-        if not shallow.ok:
-            self._checked(self.git(["submodule", "update", "--init", "--recursive",
-                                    "--progress"], dest))
+        if shallow.ok:
+            return
+        full = self.git(["submodule", "update", "--init", "--recursive", "--progress"], dest)
+        if full.returncode is None:
+            raise self.timed_out()
+        if not full.ok:  # the repository itself was read: its own errors would mislead
+            raise ResolveError(
+                f"a submodule of {self.url.display} could not be fetched: check its URL in "
+                ".gitmodules and your access to it (git said: "
+                f"{log.redact(full.tail.quote(2))})")
 
     def _checked(self, ran: Finished) -> None:
         if not ran.ok:

@@ -7,6 +7,7 @@ hg would read a URL `#fragment` as a revision; the parser has taken it off.
 
 from pathlib import Path
 
+from runner.errors import ResolveError
 from runner.sources.vcs.base import Backend
 
 
@@ -21,11 +22,24 @@ class HgBackend(Backend):
         return {**super().environ(), "HGPLAIN": "1"}
 
     def resolve(self) -> str:
-        ran = self.query([self.binary, "identify", "--noninteractive", "--debug", "--id",
-                          f"--rev={self.url.rev or 'default'}", "--", self.url.url])
+        """The changeset `@rev` names; without one, what `hg clone` checks out.
+
+        That is the tip of the `default` branch, else (every commit on a named
+        branch) the `@` bookmark or the tip: tried only when `default` is
+        unknown, so the usual case costs one query.
+        """
+        for rev in [self.url.rev] if self.url.rev else ["default", "@", "tip"]:
+            ran = self.query([self.binary, "identify", "--noninteractive", "--debug", "--id",
+                              f"--rev={rev}", "--", self.url.url])
+            if ran.ok or "unknown revision" not in " ".join(ran.tail.lines()):
+                break
         if not ran.ok:
             raise self.failed(ran.returncode, ran.tail)
-        return ran.stdout.split()[0]
+        node = ran.stdout.split()[0]
+        if node.strip("0") == "":  # hg's null revision: the tip of an empty repository
+            raise ResolveError(f"{self.url.display} has no commits (is it empty?): push a "
+                               "commit, or name a revision with @")
+        return node
 
     def fetch(self, dest: Path, revision: str | None) -> str:
         node = revision or self.resolve()

@@ -61,8 +61,12 @@ class VcsUrl:
 
     @property
     def display(self) -> str:
-        """How logs and errors name the repository (never with credentials)."""
-        return f"{self.vcs}+{self.url}"
+        """How logs and errors name the repository (never with credentials).
+
+        `svn+ssh://` and `bzr+ssh://` are their clients' own URLs: prefixed already.
+        """
+        prefix = f"{self.vcs}+"
+        return self.url if self.url.startswith(prefix) else prefix + self.url
 
 
 def is_vcs_spec(spec: str) -> bool:
@@ -83,7 +87,7 @@ def parse(spec: str) -> VcsUrl:
     scp = _SCP.match(rest) if vcs == "git" and "://" not in rest else None
     if scp:
         return _parse_scp(scp, subdirectory, spec)
-    parts = urllib.parse.urlsplit(rest)
+    parts = credentials.split_url(rest, spec)
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES[vcs]:
         allowed = ", ".join(f"{vcs}+{s}://" for s in SCHEMES[vcs])
@@ -91,6 +95,7 @@ def parse(spec: str) -> VcsUrl:
                            f"{log.redact(spec)}: use one of {allowed}")
     credentials.check_userinfo(rest, spec, " (or pass a git token in GIT_TOKEN instead of the URL)")
     netloc, username, password = _split_userinfo(parts.netloc, scheme)
+    credentials.register_query(parts.query)
     path, rev = _split_rev(parts.path, spec)
     url = urllib.parse.urlunsplit((scheme, netloc, path, parts.query, ""))
     if scheme == "ssh" and vcs in CLIENT_SSH_SCHEME:
