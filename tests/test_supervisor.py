@@ -357,3 +357,17 @@ def test_a_folder_service_can_start_multiprocessing_spawn_workers(tmp_path: Path
         runner.signal()
         runner.finish()
     assert answer == (200, b"from a spawn worker"), runner.stderr
+
+
+def test_a_code_folder_removed_before_a_restart_is_one_error_line(tmp_path: Path) -> None:
+    """A service that deletes its own folder (or a `git clean` meanwhile) cannot be restarted."""
+    svc = script(tmp_path, """\
+        import os, shutil, sys
+        shutil.rmtree(os.path.dirname(os.path.abspath(__file__)))
+        sys.exit(1)
+    """)
+    runner = run_runner([svc], timeout=20)
+    assert runner.proc.returncode == 5
+    assert runner.error_line() == (
+        f"error: cannot start the service again: its folder {svc} is gone "
+        "(No such file or directory): restore the code and start the runner again")

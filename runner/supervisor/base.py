@@ -152,7 +152,18 @@ class Supervisor:
             child = self.standby.take(self._wakeup_r)
             if child is not None:
                 return self.track(child, " from the standby")
-        return self.track(spawn(self.argv, cwd=self.cwd, env=self.env))
+        return self.track(self._spawn())
+
+    def _spawn(self) -> Child:
+        """A new service process; `ServiceError` when it cannot start (its folder is gone)."""
+        try:
+            return spawn(self.argv, cwd=self.cwd, env=self.env)
+        except OSError as exc:
+            if not self.cwd.is_dir():  # the service deleted it, or a `git clean` meanwhile
+                raise ServiceError(
+                    f"cannot start the service again: its folder {self.cwd} is gone "
+                    f"({exc.strerror}): restore the code and start the runner again") from None
+            raise ServiceError(f"cannot start the service: {exc}") from None
 
     def prepare_standby(self) -> None:
         """With --standby: have a spare ready for the next start."""
