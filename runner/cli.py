@@ -163,7 +163,7 @@ def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
     args = build_parser().parse_args(argv)
     port = args.port
     if port is None:
-        port = _port(environ["PORT"]) if environ.get("PORT") else DEFAULT_PORT
+        port = _from_env(environ, "PORT", _port, DEFAULT_PORT)
     cache_dir = args.cache_dir or env_path(environ, "RUNNER_CACHE_DIR")
     timeout = args.network_timeout
     if timeout is None:

@@ -24,7 +24,7 @@ def test_bad_port_from_env_is_a_usage_error(service: Path) -> None:
     runner = run_runner([service], env={"PORT": "eighty"})
     assert runner.proc.returncode == 2
     assert runner.error_line() == (
-        "error: port must be a number, got 'eighty' (see `execute-code --help`)"
+        "error: PORT: port must be a number, got 'eighty' (see `execute-code --help`)"
     )
 
 
