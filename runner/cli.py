@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from runner import log, pipeline, signals
+from runner import __version__, log, pipeline, signals
 from runner.config import DEFAULT_PORT, RESTART_POLICIES, Config, env_path
 from runner.errors import RunnerError, Stopped, UsageError
 
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 2 usage, 3 code not resolved, 4 dependency step failed, "
         "5 service not kept running, else the service's status (128+N for signal N).",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("code", nargs="?", help="folder, .py script, VCS URL, lab key or URL "
                    "(default: $EXECUTE_CODE)")
     p.add_argument("--port", type=_port, help=f"service port, passed as $PORT "

@@ -99,6 +99,11 @@ def test_help_does_not_import_heavy_libraries() -> None:
     assert out.stdout.strip().endswith("heavy: [] status: 0"), out.stdout + out.stderr
 
 
+def test_version_prints_the_runners_version_and_exits_0() -> None:
+    runner = run_runner(["--version"], timeout=10)
+    assert (runner.proc.returncode, runner.stdout, runner.stderr) == (0, "execute-code 0.1.0\n", "")
+
+
 def test_execute_code_script_from_the_source_tree(service: Path) -> None:
     script = ROOT / "resources" / "scripts" / "execute_code.py"
     reply, _ = serve_once([service], argv0=[sys.executable, str(script)], cwd=service.parent)
