@@ -284,6 +284,26 @@ def test_own_port(live_service):
     assert "During handling" not in report
 
 
+def test_a_bad_timeout_option_errors_saying_what_is_wrong(
+    pytester: pytest.Pytester, svc: Path
+) -> None:
+    pytester.makeini("[pytest]\nlive_service_timeout = soon\n")
+    pytester.makepyfile(test_it=f"""
+import pytest
+
+
+@pytest.mark.live_service(code={str(svc)!r})
+def test_it(live_service):
+    pass
+""")
+    result = run_inner(pytester)
+    result.assert_outcomes(errors=1)
+    report = result.stdout.str()
+    assert ("ini option live_service_timeout: expected a number of seconds, got 'soon'"
+            in report), report
+    assert "Traceback" not in report and "ValueError" not in report
+
+
 def test_nothing_to_serve_errors_saying_what_to_do(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_nothing="def test_it(live_service):\n    pass\n")
     result = run_inner(pytester)
