@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -371,3 +372,18 @@ def test_a_code_folder_removed_before_a_restart_is_one_error_line(tmp_path: Path
     assert runner.error_line() == (
         f"error: cannot start the service again: its folder {svc} is gone "
         "(No such file or directory): restore the code and start the runner again")
+
+
+def test_a_full_disk_under_the_log_loses_output_but_not_the_service(tmp_path: Path) -> None:
+    """stdout on a full disk (ENOSPC): its lines are dropped, the service goes on serving."""
+    svc = write_service(tmp_path / "svc", body="print('starting', flush=True)")
+    to_full_disk = ["sh", "-c", 'exec "$@" >/dev/full', "sh", sys.executable, "-m", "runner"]
+    runner = RunnerProcess([svc], argv0=to_full_disk)
+    try:
+        runner.wait_log("service ready")
+        answer = runner.get()
+    finally:
+        runner.signal()
+        status = runner.finish()
+    assert (answer, status) == ((200, b"ok"), 0), runner.stderr
+    assert "Traceback" not in runner.stderr
