@@ -107,6 +107,7 @@ def test_watch_turns_a_burst_of_saves_into_one_restart(tmp_path: Path, cache: Pa
         (svc / "__pycache__").mkdir(exist_ok=True)
         (svc / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"ignored")
         (svc / ".notes.swp").write_text("ignored")
+        (svc / "#__main__.py#").write_text("ignored")  # Emacs's auto-save, while editing
         (svc / ".git").mkdir()
         (svc / ".git" / "HEAD").write_text("ignored")
         replace_reply(svc, "v21")

@@ -27,7 +27,7 @@ from runner.supervisor.base import Exit, Restart, Run, Supervisor, exit_status
 QUIET = 0.05  # seconds without events that end a burst of saves
 MAX_BURST = 1.0  # restart at the latest this long after the first change
 IGNORED = (".git", ".hg", ".svn", ".bzr", "__pycache__", "*.pyc", "*.pyo", "*.swp", "*.swx",
-           "*~", ".#*", "4913", ".ipynb_checkpoints", ".pytest_cache", ".mypy_cache")
+           "*~", ".#*", "#*#", "4913", ".ipynb_checkpoints", ".pytest_cache", ".mypy_cache")
 #: The files of the install steps: a change to one re-runs the install.
 DEPENDENCY_FILES = {name for step in STEPS for name in step.filenames}
 #: watchdog event types that mean content changed (not opened, not read).
