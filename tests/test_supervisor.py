@@ -9,6 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from helpers import RunnerProcess, pid_alive, run_runner, wait_for, write_service
 
 
@@ -360,14 +361,17 @@ def test_a_folder_service_can_start_multiprocessing_spawn_workers(tmp_path: Path
     assert answer == (200, b"from a spawn worker"), runner.stderr
 
 
-def test_a_code_folder_removed_before_a_restart_is_one_error_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("standby", ["--no-standby", "--standby"])
+def test_a_code_folder_removed_before_a_restart_is_one_error_line(
+    tmp_path: Path, standby: str
+) -> None:
     """A service that deletes its own folder (or a `git clean` meanwhile) cannot be restarted."""
     svc = script(tmp_path, """\
         import os, shutil, sys
         shutil.rmtree(os.path.dirname(os.path.abspath(__file__)))
         sys.exit(1)
     """)
-    runner = run_runner([svc], timeout=20)
+    runner = run_runner([svc, standby], timeout=20)
     assert runner.proc.returncode == 5
     assert runner.error_line() == (
         f"error: cannot start the service again: its folder {svc} is gone "
