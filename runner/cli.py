@@ -154,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Flags that each choose how the run ends (argparse's groups cannot share one flag).
+EXCLUSIVE = (("requirements_only", "watch"), ("requirements_only", "check"), ("watch", "check"))
+
+
+def _refuse_conflicts(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """A usage error for two flags of which only one could be obeyed."""
+    for first, second in EXCLUSIVE:
+        if getattr(args, first) and getattr(args, second):
+            parser.error(f"argument --{second.replace('_', '-')}: not allowed with "
+                         f"argument --{first.replace('_', '-')}")
+
+
 def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
     """Flags win over environment variables, which win over defaults."""
     argv = list(argv)
@@ -161,7 +173,9 @@ def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
     if "--" in argv:  # everything after `--` is the service's, flags included
         at = argv.index("--")
         argv, service_args = argv[:at], argv[at + 1:]
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _refuse_conflicts(args, parser)
     port = args.port
     if port is None:
         port = _from_env(environ, "PORT", _port, DEFAULT_PORT)

@@ -20,6 +20,20 @@ def test_bad_flag_value_is_a_usage_error(service: Path) -> None:
     assert "argument --restart: invalid choice: 'sometimes'" in runner.error_line()
 
 
+@pytest.mark.parametrize("first, second", [
+    ("--requirements-only", "--watch"), ("--requirements-only", "--check"), ("--watch", "--check"),
+])
+def test_flags_that_cannot_both_happen_are_a_usage_error(
+    service: Path, first: str, second: str
+) -> None:
+    """Each asks for a different end of the run; one of them used to be ignored silently."""
+    runner = run_runner([service, first, second], timeout=10)
+    assert runner.proc.returncode == 2
+    assert runner.error_line() == (
+        f"error: argument {second}: not allowed with argument {first} "
+        "(see `execute-code --help`)")
+
+
 def test_bad_port_from_env_is_a_usage_error(service: Path) -> None:
     runner = run_runner([service], env={"PORT": "eighty"})
     assert runner.proc.returncode == 2
