@@ -193,6 +193,24 @@ def test_check_fails_when_the_service_exits(tmp_path: Path) -> None:
     )
 
 
+def test_a_stop_while_the_check_waits_for_ready_is_acted_on_at_once(tmp_path: Path) -> None:
+    """A model still loading (/ready: 503 "starting") and a cancelled CI job: no 60 s wait."""
+    svc = write_service(tmp_path / "svc", reply='{"status": "starting"}', status_expr="503",
+                        signals="signal.signal(signal.SIGTERM, lambda *a: os._exit(7))")
+    runner = RunnerProcess([svc, "--check"])
+    try:
+        runner.wait_log("service ready")
+        wait_for(lambda: runner.get("/ready") is not None, 10, "the service to answer")
+        runner.signal()
+        stopped_at = time.monotonic()
+        status = runner.finish(timeout=30)
+    finally:
+        runner.kill()
+    assert (status, "SIGTERM received" in runner.stderr) == (7, True), runner.stderr
+    assert time.monotonic() - stopped_at < 5
+    assert "has not opened port" not in runner.stderr
+
+
 def run_on_terminal(args: list[str | Path]) -> tuple[int, str]:
     """Run the runner with a pseudo-terminal as its stdout and stderr, as a person would."""
     import os

@@ -239,6 +239,11 @@ class Supervisor:
                 self.on_event(None, fd)
         return False
 
+    def stop_pending(self, seconds: float) -> bool:
+        """For variants that wait outside the loop: whether a stop signal comes within
+        `seconds`. It is left for the loop to act on."""
+        return bool(select.select([self._wakeup_r], [], [], seconds)[0])
+
     def restart_now(self) -> None:
         """For variants: end a `wait` early (a change came)."""
         self._go = True
@@ -355,7 +360,7 @@ class Supervisor:
             self.stop_service(run)
 
     def _warn_not_ready(self, run: Run, warned_at: float) -> float:
-        if run.ran_for - warned_at >= WAITING_WARNING_EVERY:
+        if run.ready_after is None and run.ran_for - warned_at >= WAITING_WARNING_EVERY:
             log.warn(f"service has not opened port {self.config.port} after "
                      f"{run.ran_for:.0f} s (it must listen on $PORT)")
             return run.ran_for

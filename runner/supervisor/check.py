@@ -32,7 +32,8 @@ class CheckSupervisor(Supervisor):
 
     def on_ready(self, run: Run) -> None:
         self.answer = self._ask(run)
-        self.stop_service(run)
+        if self.answer is not None:  # else a stop came, which the loop acts on
+            self.stop_service(run)
 
     def after_exit(self, run: Run, returncode: int) -> Restart | Exit:
         raise ServiceError(
@@ -51,13 +52,17 @@ class CheckSupervisor(Supervisor):
             return Exit(0)
         raise ServiceError(f"check failed: {summary} (a healthy service answers 2xx or 3xx)")
 
-    def _ask(self, run: Run) -> tuple[str, int, str, bytes]:
-        """GET /ready (once it no longer says "starting"), else /health, else /."""
+    def _ask(self, run: Run) -> tuple[str, int, str, bytes] | None:
+        """GET /ready (once it no longer says "starting"), else /health, else /.
+
+        None when a stop signal came while /ready said "starting".
+        """
         assert self.config.ready_timeout is not None  # set by run()
         deadline = time.monotonic() + self.config.ready_timeout - run.ran_for
         answer = self._get("/ready")
         while _starting(answer) and time.monotonic() < deadline:
-            time.sleep(READY_POLL)
+            if self.stop_pending(READY_POLL):
+                return None
             answer = self._get("/ready")
         for path in ("/health", "/"):
             if answer[1] != 404:
