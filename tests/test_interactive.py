@@ -5,7 +5,15 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import RunnerProcess, build_wheel, run_runner, wait_for, write_service
+from helpers import (
+    RunnerProcess,
+    build_wheel,
+    read_pid,
+    run_runner,
+    running,
+    wait_for,
+    write_service,
+)
 
 SKIPPED = "unchanged since the last install: skipped"
 
@@ -154,6 +162,29 @@ def test_watch_reinstalls_only_from_the_changed_dependency(tmp_path: Path, cache
         runner.finish()
     assert (svc / "setup.count").read_text() == "ran\n"
     assert runner.stderr.count("installing from requirements.txt") == 2
+
+
+def test_a_stop_during_a_watch_reinstall_ends_the_install_and_the_run(
+    tmp_path: Path, cache: Path, tmp: Path
+) -> None:
+    """As before the service ran: the tool gets SIGTERM, temp folders go, exit 128+N."""
+    svc = write_service(tmp_path / "svc")
+    runner = RunnerProcess([svc, "--watch", "--cache-dir", cache], env={"TMPDIR": str(tmp)})
+    try:
+        runner.wait_http()
+        (svc / "setup.sh").write_text('echo $$ "$(cut -d" " -f22 /proc/$$/stat)" > setup.pid\n'
+                                      "sleep 60\n")
+        setup = read_pid(svc / "setup.pid")
+        runner.signal()
+        stopped_at = time.monotonic()
+        status = runner.finish(timeout=30)
+    finally:
+        runner.kill()
+    assert status == 143, runner.stderr
+    assert time.monotonic() - stopped_at < 5
+    assert not running(*setup)
+    assert list(tmp.iterdir()) == []
+    assert starts(runner.stderr) == 1, runner.stderr
 
 
 def test_check_passes_on_a_healthy_service(service: Path) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from runner import log
+from runner import log, signals
 from runner.config import Config
 from runner.errors import InstallError
 from runner.install import STEPS, dependency_files
@@ -180,7 +180,8 @@ class WatchSupervisor(Supervisor):
         log.info(f"changed: {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
         if (DEPENDENCY_FILES | dependency_files(self.cwd)) & set(changed):
             try:
-                argv, env = self.reinstall()
+                with signals.stoppable():
+                    argv, env = self.reinstall()
             except InstallError as exc:
                 log.warn(f"{exc}; starting the service with what is installed")
                 return
