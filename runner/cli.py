@@ -37,14 +37,20 @@ def _port(value: str) -> int:
     return port
 
 
+#: The longest duration a flag takes (31 years): beyond it the clocks of socket and
+#: select timeouts overflow.
+MAX_SECONDS = 1e9
+
+
 def _seconds(value: str) -> float:
     try:
         seconds = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {value!r}") from None
-    if not math.isfinite(seconds) or seconds < 0:  # inf: never kill; nan: every test false
+    # inf: never kill; nan: every test false; 1e10: OverflowError in a socket timeout
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_SECONDS:
         raise argparse.ArgumentTypeError(
-            f"expected a finite number of seconds, 0 or more, got {value!r}")
+            f"expected a finite number of seconds, 0 to {MAX_SECONDS:.0f}, got {value!r}")
     return seconds
 
 

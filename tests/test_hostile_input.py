@@ -53,6 +53,8 @@ def test_a_long_url_fails_with_its_password_hidden(tmp_path: Path) -> None:
     (["--network-timeout", "nan"], {}, "argument --network-timeout", "nan"),
     ([], {"RUNNER_NETWORK_TIMEOUT": "nan"}, "RUNNER_NETWORK_TIMEOUT", "nan"),
     ([], {"RUNNER_NETWORK_TIMEOUT": "-inf"}, "RUNNER_NETWORK_TIMEOUT", "-inf"),
+    (["--stop-timeout", "1e10"], {}, "argument --stop-timeout", "1e10"),  # overflows clocks
+    ([], {"RUNNER_NETWORK_TIMEOUT": "1e300"}, "RUNNER_NETWORK_TIMEOUT", "1e300"),
 ])
 def test_durations_must_be_finite_and_not_negative(
     service: Path, args: list[str], env: dict[str, str], named: str, value: str
@@ -60,7 +62,7 @@ def test_durations_must_be_finite_and_not_negative(
     runner = run_runner([service, *args], env=env)
     assert runner.proc.returncode == 2
     assert runner.error_line() == (
-        f"error: {named}: expected a finite number of seconds, 0 or more, got {value!r} "
+        f"error: {named}: expected a finite number of seconds, 0 to 1000000000, got {value!r} "
         "(see `execute-code --help`)"
     )
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import RunnerProcess, pid_alive, run_runner, wait_for, write_service
+from helpers import RunnerProcess, pid_alive, run_runner, serve_once, wait_for, write_service
 
 
 def script(tmp_path: Path, source: str) -> Path:
@@ -391,3 +391,30 @@ def test_a_full_disk_under_the_log_loses_output_but_not_the_service(tmp_path: Pa
         status = runner.finish()
     assert (answer, status) == ((200, b"ok"), 0), runner.stderr
     assert "Traceback" not in runner.stderr
+
+
+#: Beyond what poll(2) takes (2**31 ms, 24.8 days): "wait as good as forever".
+MONTH = str(31 * 24 * 3600)
+
+
+def test_a_stop_timeout_of_a_month_waits_instead_of_crashing(tmp_path: Path) -> None:
+    svc = write_service(tmp_path / "svc", signals="signal.signal(signal.SIGTERM, signal.SIG_IGN)")
+    runner = RunnerProcess([svc, "--stop-timeout", MONTH])
+    try:
+        runner.wait_http()
+        runner.signal(signal.SIGTERM)
+        runner.wait_log("stopping the service")
+        runner.signal(signal.SIGQUIT)  # a person who will not wait a month
+        status = runner.finish(timeout=10)
+    finally:
+        runner.kill()
+    assert status == 137, runner.stderr
+    assert "Traceback" not in runner.stderr
+
+
+def test_a_network_timeout_of_a_month_clones_instead_of_crashing(tmp_path: Path) -> None:
+    from test_containment import git_repo
+
+    repo = git_repo(tmp_path / "repo", reply="cloned")
+    reply, _ = serve_once([f"git+file://{repo}", "--network-timeout", MONTH])
+    assert reply == "cloned"

@@ -21,7 +21,7 @@ from runner import log, signals
 from runner.config import Config
 from runner.errors import ServiceError
 from runner.output import Tail, pump, write_all
-from runner.proc import Child, end, signal_group, spawn
+from runner.proc import Child, end, poll_ms, signal_group, spawn
 from runner.supervisor.backoff import Backoff, Ending
 from runner.supervisor.readiness import group_listens, port_in_use
 
@@ -36,11 +36,6 @@ SECOND_STOP_AFTER = 0.5  # a repeated stop sooner than this is a duplicate, not 
 def _probe_interval(elapsed: float) -> float:
     """Probe often while a fast service is likely to come up, then back off."""
     return 0.005 if elapsed < 2 else 0.05 if elapsed < 10 else 0.25
-
-
-def _ms(seconds: float | None) -> int | None:
-    """A poll timeout in milliseconds, rounded up so a timer never fires early."""
-    return None if seconds is None else int(seconds * 1000) + 1
 
 
 def _earliest(*timeouts: float | None) -> float | None:
@@ -186,7 +181,7 @@ class Supervisor:
         """Pass output on and watch the port until the service process exits."""
         warned_at = 0.0
         while run.child.poll() is None:
-            for fd, _ in self._poller.poll(_ms(self._timeout(run))):
+            for fd, _ in self._poller.poll(poll_ms(self._timeout(run))):
                 self.on_event(run, fd)
             self.tick(run)
             self._check_stop_deadline(run)
@@ -235,7 +230,7 @@ class Supervisor:
             left = None if deadline is None else deadline - time.monotonic()
             if self._go or (left is not None and left <= 0):
                 return True
-            for fd, _ in self._poller.poll(_ms(_earliest(left, self.timer()))):
+            for fd, _ in self._poller.poll(poll_ms(_earliest(left, self.timer()))):
                 self.on_event(None, fd)
         return False
 
