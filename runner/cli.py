@@ -54,6 +54,13 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _folder(value: str) -> Path:
+    """A folder path; an empty one (an unset shell variable) would mean the working folder."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"expected a folder, got {value!r}")
+    return Path(value)
+
+
 def _count(value: str) -> int:
     try:
         count = int(value)
@@ -152,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                    f"and clears the count of quick failures (default: {Config.min_uptime:g})")
     p.add_argument("--ready-timeout", type=_seconds,
                    help="exit 5 if the port is not open after this many seconds (default: wait)")
-    p.add_argument("--cache-dir", type=Path,
+    p.add_argument("--cache-dir", type=_folder,
                    help="keep checkouts, downloads and environments here ($RUNNER_CACHE_DIR)")
     p.add_argument("--network-timeout", type=_seconds,
                    help="seconds before a silent remote is given up ($RUNNER_NETWORK_TIMEOUT, "

@@ -34,6 +34,15 @@ def test_flags_that_cannot_both_happen_are_a_usage_error(
         "(see `execute-code --help`)")
 
 
+def test_an_empty_cache_dir_is_a_usage_error(service: Path, tmp_path: Path) -> None:
+    """`--cache-dir "$UNSET"` made the working folder the cache, filling it with state/."""
+    runner = run_runner([service, "--cache-dir", ""], cwd=tmp_path, timeout=10)
+    assert runner.proc.returncode == 2
+    assert runner.error_line() == (
+        "error: argument --cache-dir: expected a folder, got '' (see `execute-code --help`)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["svc"]
+
+
 def test_bad_port_from_env_is_a_usage_error(service: Path) -> None:
     runner = run_runner([service], env={"PORT": "eighty"})
     assert runner.proc.returncode == 2
