@@ -1,6 +1,8 @@
 """Testing service code by hand: install stamps, --watch, --check."""
 
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -142,6 +144,32 @@ def test_watch_ignore_patterns(tmp_path: Path, cache: Path) -> None:
         runner.finish()
     changed_lines = [line for line in runner.stderr.splitlines() if "changed: " in line]
     assert changed_lines and all("data.csv" not in line for line in changed_lines)
+
+
+#: The runner in a user namespace of its own with no inotify instance left, as when editors
+#: and containers used up the 128 of max_user_instances.
+WITHOUT_INOTIFY = ["unshare", "--user", "--map-root-user", "sh", "-c",
+                   'echo 0 > /proc/sys/user/max_inotify_instances && exec "$@"', "sh"]
+
+
+def test_watch_without_inotify_polls_instead(tmp_path: Path, cache: Path) -> None:
+    probe = subprocess.run([*WITHOUT_INOTIFY, "true"], capture_output=True)
+    if probe.returncode != 0:  # user namespaces off (Ubuntu 24.04's AppArmor, a container)
+        pytest.skip(f"cannot limit inotify in a user namespace here: {probe.stderr!r}")
+    svc = write_service(tmp_path / "svc", reply="v1")
+    runner = RunnerProcess([svc, "--watch", "--cache-dir", cache],
+                           argv0=[*WITHOUT_INOTIFY, sys.executable, "-m", "runner"])
+    try:
+        assert runner.wait_http() == (200, b"v1")
+        replace_reply(svc, "v2")
+        serves(runner, b"v2")
+    finally:
+        runner.signal()
+        status = runner.finish()
+    assert status == 0, runner.stderr
+    assert (f"warning: cannot watch {svc} with inotify (inotify instance limit reached): "
+            "polling it every 1 s instead (raise fs.inotify.max_user_instances or "
+            "max_user_watches to see changes at once)") in runner.stderr
 
 
 def test_watch_reinstalls_only_from_the_changed_dependency(tmp_path: Path, cache: Path) -> None:
