@@ -272,8 +272,25 @@ def _check_writable(folder: Path, setting: str) -> None:
                      "at a writable folder")
 
 
+def _open_stdio() -> None:
+    """Point a closed stdin, stdout or stderr at /dev/null.
+
+    Otherwise a pipe of ours would take its number, and what the service writes
+    to that stream would be written into the pipe (our signal pipe, say).
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the pipeline; return the contract's exit code."""
+    _open_stdio()
     previous = signals.install()
     try:
         config = parse(sys.argv[1:] if argv is None else argv, os.environ)

@@ -418,3 +418,20 @@ def test_a_network_timeout_of_a_month_clones_instead_of_crashing(tmp_path: Path)
     repo = git_repo(tmp_path / "repo", reply="cloned")
     reply, _ = serve_once([f"git+file://{repo}", "--network-timeout", MONTH])
     assert reply == "cloned"
+
+
+def test_a_runner_started_with_stdin_stdout_and_stderr_closed_serves(tmp_path: Path) -> None:
+    """As some process managers start it: no log to write to is no reason not to serve.
+
+    Byte 15 is SIGTERM's number: written into a pipe of the runner's that took the number
+    of its closed stdout (its signal pipe), it would stop the service.
+    """
+    svc = write_service(tmp_path / "svc", body="print(chr(15), flush=True)")
+    closed = ["sh", "-c", 'exec "$@" <&- >&- 2>&-', "sh", sys.executable, "-m", "runner"]
+    runner = RunnerProcess([svc], argv0=closed)
+    try:
+        answer = runner.wait_http(timeout=20)
+    finally:
+        runner.signal()
+        status = runner.finish()
+    assert (answer, status) == ((200, b"ok"), 0)
