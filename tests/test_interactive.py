@@ -252,6 +252,43 @@ def test_check_fails_when_the_service_exits(tmp_path: Path) -> None:
     )
 
 
+IPV6_ONLY = """\
+import http.server, os, socket
+
+
+class Server(http.server.HTTPServer):
+    address_family = socket.AF_INET6
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+
+Server(("::1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def test_check_asks_a_service_that_listens_on_ipv6_localhost_only(tmp_path: Path) -> None:
+    """`localhost` is ::1 first for some servers (Node 17+): ready, so the check must reach it."""
+    import socket
+
+    with socket.socket(socket.AF_INET6) as probe:
+        try:
+            probe.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback here")
+    svc = tmp_path / "svc"
+    svc.mkdir()
+    (svc / "__main__.py").write_text(IPV6_ONLY)
+    runner = run_runner([svc, "--check"])
+    assert runner.proc.returncode == 0, runner.stderr
+    assert "check passed: GET /ready -> 200 OK" in runner.stderr
+
+
 def test_a_stop_while_the_check_waits_for_ready_is_acted_on_at_once(tmp_path: Path) -> None:
     """A model still loading (/ready: 503 "starting") and a cancelled CI job: no 60 s wait."""
     svc = write_service(tmp_path / "svc", reply='{"status": "starting"}', status_expr="503",
