@@ -435,3 +435,15 @@ def test_a_runner_started_with_stdin_stdout_and_stderr_closed_serves(tmp_path: P
         runner.signal()
         status = runner.finish()
     assert (answer, status) == ((200, b"ok"), 0)
+
+
+def test_the_backoff_stays_at_its_longest_after_a_thousand_quick_failures() -> None:
+    """`--max-restarts 1000000` (restart for ever) and a database down overnight: 1025 quick
+    failures, 30 s apart, are 8.5 hours, too long to run through the runner here; 0.5 * 2**1024
+    overflowed a float and ended the runner."""
+    from runner.supervisor.backoff import MAX_DELAY, Backoff, Ending
+
+    backoff = Backoff(max_restarts=1_000_000, min_uptime=10)
+    for attempt in range(1100):
+        backoff.record(0.1, Ending(1, (f"connection refused, attempt {attempt}",)))
+    assert (backoff.delay, backoff.exhausted) == (MAX_DELAY, False)
