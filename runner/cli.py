@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from runner import log, pipeline, signals
+from runner import __version__, log, pipeline, signals
 from runner.config import DEFAULT_PORT, RESTART_POLICIES, Config, env_path
 from runner.errors import RunnerError, Stopped, UsageError
 
@@ -37,15 +37,28 @@ def _port(value: str) -> int:
     return port
 
 
+#: The longest duration a flag takes (31 years): beyond it the clocks of socket and
+#: select timeouts overflow.
+MAX_SECONDS = 1e9
+
+
 def _seconds(value: str) -> float:
     try:
         seconds = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {value!r}") from None
-    if not math.isfinite(seconds) or seconds < 0:  # inf: never kill; nan: every test false
+    # inf: never kill; nan: every test false; 1e10: OverflowError in a socket timeout
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_SECONDS:
         raise argparse.ArgumentTypeError(
-            f"expected a finite number of seconds, 0 or more, got {value!r}")
+            f"expected a finite number of seconds, 0 to {MAX_SECONDS:.0f}, got {value!r}")
     return seconds
+
+
+def _folder(value: str) -> Path:
+    """A folder path; an empty one (an unset shell variable) would mean the working folder."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"expected a folder, got {value!r}")
+    return Path(value)
 
 
 def _count(value: str) -> int:
@@ -106,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 2 usage, 3 code not resolved, 4 dependency step failed, "
         "5 service not kept running, else the service's status (128+N for signal N).",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("code", nargs="?", help="folder, .py script, VCS URL, lab key or URL "
                    "(default: $EXECUTE_CODE)")
     p.add_argument("--port", type=_port, help=f"service port, passed as $PORT "
@@ -145,12 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
                    f"and clears the count of quick failures (default: {Config.min_uptime:g})")
     p.add_argument("--ready-timeout", type=_seconds,
                    help="exit 5 if the port is not open after this many seconds (default: wait)")
-    p.add_argument("--cache-dir", type=Path,
+    p.add_argument("--cache-dir", type=_folder,
                    help="keep checkouts, downloads and environments here ($RUNNER_CACHE_DIR)")
     p.add_argument("--network-timeout", type=_seconds,
                    help="seconds before a silent remote is given up ($RUNNER_NETWORK_TIMEOUT, "
                    f"default: {Config.network_timeout:g})")
     return p
+
+
+#: Flags that each choose how the run ends (argparse's groups cannot share one flag).
+EXCLUSIVE = (("requirements_only", "watch"), ("requirements_only", "check"), ("watch", "check"))
+
+
+def _refuse_conflicts(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """A usage error for two flags of which only one could be obeyed."""
+    for first, second in EXCLUSIVE:
+        if getattr(args, first) and getattr(args, second):
+            parser.error(f"argument --{second.replace('_', '-')}: not allowed with "
+                         f"argument --{first.replace('_', '-')}")
 
 
 def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
@@ -160,10 +186,12 @@ def parse(argv: Sequence[str], environ: dict[str, str] | os._Environ) -> Config:
     if "--" in argv:  # everything after `--` is the service's, flags included
         at = argv.index("--")
         argv, service_args = argv[:at], argv[at + 1:]
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _refuse_conflicts(args, parser)
     port = args.port
     if port is None:
-        port = _port(environ["PORT"]) if environ.get("PORT") else DEFAULT_PORT
+        port = _from_env(environ, "PORT", _port, DEFAULT_PORT)
     cache_dir = args.cache_dir or env_path(environ, "RUNNER_CACHE_DIR")
     timeout = args.network_timeout
     if timeout is None:
@@ -244,8 +272,25 @@ def _check_writable(folder: Path, setting: str) -> None:
                      "at a writable folder")
 
 
+def _open_stdio() -> None:
+    """Point a closed stdin, stdout or stderr at /dev/null.
+
+    Otherwise a pipe of ours would take its number, and what the service writes
+    to that stream would be written into the pipe (our signal pipe, say).
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the pipeline; return the contract's exit code."""
+    _open_stdio()
     previous = signals.install()
     try:
         config = parse(sys.argv[1:] if argv is None else argv, os.environ)

@@ -158,11 +158,20 @@ class LiveService:
         return [self.spec.code, "--port", str(self.port), "--restart", "never", *self.spec.args]
 
     def _stop_timeout(self) -> float:
-        """The runner's stop timeout for these arguments, as the runner itself reads them."""
+        """The runner's stop timeout for these arguments, as the runner itself reads them.
+
+        A `--port` among them would win over the fixture's, which then waits for the
+        wrong port until its timeout.
+        """
         try:
-            return cli.parse(self._runner_args(), self._environ()).stop_timeout
+            config = cli.parse(self._runner_args(), self._environ())
         except (RunnerError, argparse.ArgumentTypeError) as exc:
             raise StartError(f"bad live_service args {list(self.spec.args)}: {exc}") from None
+        if config.port != self.port:
+            raise StartError(f"bad live_service args {list(self.spec.args)}: the fixture gives "
+                             "the service a free port of its own (live_service.port, .url): "
+                             "leave --port out")
+        return config.stop_timeout
 
     def _environ(self) -> dict[str, str]:
         return {**os.environ, **dict(self.spec.env), "PYTHONUNBUFFERED": "1"}

@@ -96,7 +96,9 @@ _DIM, _CYAN, _YELLOW, _RED, _RESET = "\033[2m", "\033[36m", "\033[33m", "\033[31
 
 def on_terminal() -> bool:
     """A person is watching: compact colored status. Else (a container log): plain lines."""
-    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb" and "NO_COLOR" not in os.environ
+    stream = sys.stderr  # None when the runner was started with its stderr closed
+    return (stream is not None and stream.isatty() and os.environ.get("TERM") != "dumb"
+            and "NO_COLOR" not in os.environ)
 
 
 def _stamp() -> str:
@@ -115,6 +117,8 @@ def _line(message: str, color: str = "") -> str:
 def _emit(text: str) -> None:
     """Write to stderr, waiting for a slow reader of a non-blocking pipe."""
     stream = sys.stderr
+    if stream is None:  # started with stderr closed: there is nowhere to write
+        return
     try:
         fd = stream.fileno()
     except (AttributeError, OSError, io.UnsupportedOperation):  # a test's StringIO

@@ -6,7 +6,6 @@ pipe speed: what is kept of them is bounded (`Tail.LINE_KEEP` bytes of a
 line, `size` lines), however long a line without a newline grows.
 """
 
-import errno
 import os
 import select
 from collections import deque
@@ -83,11 +82,13 @@ def _decode(raw: bytes, keep: int, cut: bool) -> str:
 
 
 def write_all(fd: int, data: bytes) -> None:
-    """Write every byte to `fd`; a closed reader (EPIPE) just drops the output.
+    """Write every byte to `fd`; output that cannot be written is dropped.
 
-    A non-blocking `fd` (a pipe whose other end set O_NONBLOCK) with a slow
-    reader is waited for, never dropped: the service then waits for us as it
-    would for a plain pipe.
+    A closed reader (EPIPE), a full disk under the log (ENOSPC), a terminal
+    gone (EIO): the service must go on running, so its output (and ours) is
+    lost rather than the runner. A non-blocking `fd` (a pipe whose other end
+    set O_NONBLOCK) with a slow reader is waited for, never dropped: the
+    service then waits for us as it would for a plain pipe.
     """
     view = memoryview(data)
     while view:
@@ -96,10 +97,8 @@ def write_all(fd: int, data: bytes) -> None:
         except BlockingIOError:
             _wait_writable(fd)
             continue
-        except OSError as exc:
-            if exc.errno == errno.EPIPE:
-                return
-            raise
+        except OSError:
+            return
         view = view[written:]
     if data:
         _note_line_end(fd, data.endswith(b"\n"))

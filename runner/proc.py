@@ -21,6 +21,14 @@ from runner.output import Tail, pump
 from runner.scratch import tool_environ
 
 KILL_GRACE = 5.0
+#: The longest wait poll(2) takes (24.8 days); a longer timeout waits in several.
+POLL_MAX_MS = 2**31 - 1
+
+
+def poll_ms(seconds: float | None) -> int | None:
+    """A poll timeout in milliseconds, rounded up so a timer never fires early, at most
+    `POLL_MAX_MS` (the caller looks at its clock again); None waits forever."""
+    return None if seconds is None else min(int(seconds * 1000) + 1, POLL_MAX_MS)
 
 
 class Child(subprocess.Popen[bytes]):
@@ -200,10 +208,9 @@ def _follow(
     last_activity = time.monotonic()
     while child.poll() is None:
         left = None if timeout is None else last_activity + timeout - time.monotonic()
-        events = poller.poll(None if left is None else max(0.0, left) * 1000)
-        if not events:
+        if left is not None and left <= 0:
             return None
-        for fd, _ in events:
+        for fd, _ in poller.poll(poll_ms(left)):
             if fd in sinks:
                 last_activity = time.monotonic()
                 if not pump(fd, sinks[fd]):

@@ -16,6 +16,7 @@ fixture (`runner.live_service` then brings in the runner's command line).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -196,9 +197,22 @@ def _new_service(
     from runner.live_service import LiveService
 
     log_path = tmp_path_factory.mktemp("live-service") / "output.log"
-    timeout = float(config.getini("live_service_timeout"))
+    timeout = _timeout(config)
     return _starting(lambda: LiveService(spec, log_path, cwd=config.rootpath, keep=_keep(config),
                                       timeout=timeout))
+
+
+def _timeout(config: pytest.Config) -> float:
+    """The ini option live_service_timeout in seconds; a bad one fails the test saying so."""
+    value = config.getini("live_service_timeout")
+    try:
+        timeout = float(value)
+    except ValueError:
+        timeout = math.nan
+    if not math.isfinite(timeout) or timeout < 0:
+        pytest.fail(f"ini option live_service_timeout: expected a number of seconds, "
+                    f"got {value!r}", pytrace=False)
+    return timeout
 
 
 def _starting(start: Callable[[], T]) -> T:

@@ -53,6 +53,22 @@ def _on_stop(signum: int, _frame: FrameType | None) -> None:
 
 
 @contextmanager
+def stoppable() -> Iterator[None]:
+    """Stop signals raise `Stopped` meanwhile, as they do while code is fetched and installed.
+
+    For install work the supervisor does while it holds the signals (`--watch`'s
+    reinstall after a dependency file changed): its loop would see a stop only
+    once the install was done.
+    """
+    previous = {s: signal.signal(s, _on_stop) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextmanager
 def uninterruptible(final: bool = False) -> Iterator[None]:
     """Run clean-up to its end whatever signals come; then raise a stop that came meanwhile.
 

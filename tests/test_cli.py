@@ -20,11 +20,34 @@ def test_bad_flag_value_is_a_usage_error(service: Path) -> None:
     assert "argument --restart: invalid choice: 'sometimes'" in runner.error_line()
 
 
+@pytest.mark.parametrize("first, second", [
+    ("--requirements-only", "--watch"), ("--requirements-only", "--check"), ("--watch", "--check"),
+])
+def test_flags_that_cannot_both_happen_are_a_usage_error(
+    service: Path, first: str, second: str
+) -> None:
+    """Each asks for a different end of the run; one of them used to be ignored silently."""
+    runner = run_runner([service, first, second], timeout=10)
+    assert runner.proc.returncode == 2
+    assert runner.error_line() == (
+        f"error: argument {second}: not allowed with argument {first} "
+        "(see `execute-code --help`)")
+
+
+def test_an_empty_cache_dir_is_a_usage_error(service: Path, tmp_path: Path) -> None:
+    """`--cache-dir "$UNSET"` made the working folder the cache, filling it with state/."""
+    runner = run_runner([service, "--cache-dir", ""], cwd=tmp_path, timeout=10)
+    assert runner.proc.returncode == 2
+    assert runner.error_line() == (
+        "error: argument --cache-dir: expected a folder, got '' (see `execute-code --help`)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["svc"]
+
+
 def test_bad_port_from_env_is_a_usage_error(service: Path) -> None:
     runner = run_runner([service], env={"PORT": "eighty"})
     assert runner.proc.returncode == 2
     assert runner.error_line() == (
-        "error: port must be a number, got 'eighty' (see `execute-code --help`)"
+        "error: PORT: port must be a number, got 'eighty' (see `execute-code --help`)"
     )
 
 
@@ -97,6 +120,11 @@ def test_help_does_not_import_heavy_libraries() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert "usage: execute-code" in out.stdout, out.stdout + out.stderr
     assert out.stdout.strip().endswith("heavy: [] status: 0"), out.stdout + out.stderr
+
+
+def test_version_prints_the_runners_version_and_exits_0() -> None:
+    runner = run_runner(["--version"], timeout=10)
+    assert (runner.proc.returncode, runner.stdout, runner.stderr) == (0, "execute-code 0.1.0\n", "")
 
 
 def test_execute_code_script_from_the_source_tree(service: Path) -> None:

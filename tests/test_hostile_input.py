@@ -78,6 +78,8 @@ def test_a_requirement_url_with_a_broken_ipv6_host_is_left_to_pip(tmp_path: Path
     (["--network-timeout", "nan"], {}, "argument --network-timeout", "nan"),
     ([], {"RUNNER_NETWORK_TIMEOUT": "nan"}, "RUNNER_NETWORK_TIMEOUT", "nan"),
     ([], {"RUNNER_NETWORK_TIMEOUT": "-inf"}, "RUNNER_NETWORK_TIMEOUT", "-inf"),
+    (["--stop-timeout", "1e10"], {}, "argument --stop-timeout", "1e10"),  # overflows clocks
+    ([], {"RUNNER_NETWORK_TIMEOUT": "1e300"}, "RUNNER_NETWORK_TIMEOUT", "1e300"),
 ])
 def test_durations_must_be_finite_and_not_negative(
     service: Path, args: list[str], env: dict[str, str], named: str, value: str
@@ -85,7 +87,7 @@ def test_durations_must_be_finite_and_not_negative(
     runner = run_runner([service, *args], env=env)
     assert runner.proc.returncode == 2
     assert runner.error_line() == (
-        f"error: {named}: expected a finite number of seconds, 0 or more, got {value!r} "
+        f"error: {named}: expected a finite number of seconds, 0 to 1000000000, got {value!r} "
         "(see `execute-code --help`)"
     )
 

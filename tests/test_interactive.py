@@ -1,11 +1,21 @@
 """Testing service code by hand: install stamps, --watch, --check."""
 
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import RunnerProcess, build_wheel, run_runner, wait_for, write_service
+from helpers import (
+    RunnerProcess,
+    build_wheel,
+    read_pid,
+    run_runner,
+    running,
+    wait_for,
+    write_service,
+)
 
 SKIPPED = "unchanged since the last install: skipped"
 
@@ -107,6 +117,7 @@ def test_watch_turns_a_burst_of_saves_into_one_restart(tmp_path: Path, cache: Pa
         (svc / "__pycache__").mkdir(exist_ok=True)
         (svc / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"ignored")
         (svc / ".notes.swp").write_text("ignored")
+        (svc / "#__main__.py#").write_text("ignored")  # Emacs's auto-save, while editing
         (svc / ".git").mkdir()
         (svc / ".git" / "HEAD").write_text("ignored")
         replace_reply(svc, "v21")
@@ -135,6 +146,32 @@ def test_watch_ignore_patterns(tmp_path: Path, cache: Path) -> None:
     assert changed_lines and all("data.csv" not in line for line in changed_lines)
 
 
+#: The runner in a user namespace of its own with no inotify instance left, as when editors
+#: and containers used up the 128 of max_user_instances.
+WITHOUT_INOTIFY = ["unshare", "--user", "--map-root-user", "sh", "-c",
+                   'echo 0 > /proc/sys/user/max_inotify_instances && exec "$@"', "sh"]
+
+
+def test_watch_without_inotify_polls_instead(tmp_path: Path, cache: Path) -> None:
+    probe = subprocess.run([*WITHOUT_INOTIFY, "true"], capture_output=True)
+    if probe.returncode != 0:  # user namespaces off (Ubuntu 24.04's AppArmor, a container)
+        pytest.skip(f"cannot limit inotify in a user namespace here: {probe.stderr!r}")
+    svc = write_service(tmp_path / "svc", reply="v1")
+    runner = RunnerProcess([svc, "--watch", "--cache-dir", cache],
+                           argv0=[*WITHOUT_INOTIFY, sys.executable, "-m", "runner"])
+    try:
+        assert runner.wait_http() == (200, b"v1")
+        replace_reply(svc, "v2")
+        serves(runner, b"v2")
+    finally:
+        runner.signal()
+        status = runner.finish()
+    assert status == 0, runner.stderr
+    assert (f"warning: cannot watch {svc} with inotify (inotify instance limit reached): "
+            "polling it every 1 s instead (raise fs.inotify.max_user_instances or "
+            "max_user_watches to see changes at once)") in runner.stderr
+
+
 def test_watch_reinstalls_only_from_the_changed_dependency(tmp_path: Path, cache: Path) -> None:
     svc = write_service(tmp_path / "svc", body="import importlib.util as u",
                         reply_expr="str(u.find_spec('laterdep') is not None)")
@@ -153,6 +190,29 @@ def test_watch_reinstalls_only_from_the_changed_dependency(tmp_path: Path, cache
         runner.finish()
     assert (svc / "setup.count").read_text() == "ran\n"
     assert runner.stderr.count("installing from requirements.txt") == 2
+
+
+def test_a_stop_during_a_watch_reinstall_ends_the_install_and_the_run(
+    tmp_path: Path, cache: Path, tmp: Path
+) -> None:
+    """As before the service ran: the tool gets SIGTERM, temp folders go, exit 128+N."""
+    svc = write_service(tmp_path / "svc")
+    runner = RunnerProcess([svc, "--watch", "--cache-dir", cache], env={"TMPDIR": str(tmp)})
+    try:
+        runner.wait_http()
+        (svc / "setup.sh").write_text('echo $$ "$(cut -d" " -f22 /proc/$$/stat)" > setup.pid\n'
+                                      "sleep 60\n")
+        setup = read_pid(svc / "setup.pid")
+        runner.signal()
+        stopped_at = time.monotonic()
+        status = runner.finish(timeout=30)
+    finally:
+        runner.kill()
+    assert status == 143, runner.stderr
+    assert time.monotonic() - stopped_at < 5
+    assert not running(*setup)
+    assert list(tmp.iterdir()) == []
+    assert starts(runner.stderr) == 1, runner.stderr
 
 
 def test_check_passes_on_a_healthy_service(service: Path) -> None:
@@ -190,6 +250,61 @@ def test_check_fails_when_the_service_exits(tmp_path: Path) -> None:
         f"error: check failed: the service exited with status 1 before opening port "
         f"{runner.port}; its last output: no model file"
     )
+
+
+IPV6_ONLY = """\
+import http.server, os, socket
+
+
+class Server(http.server.HTTPServer):
+    address_family = socket.AF_INET6
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+
+Server(("::1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def test_check_asks_a_service_that_listens_on_ipv6_localhost_only(tmp_path: Path) -> None:
+    """`localhost` is ::1 first for some servers (Node 17+): ready, so the check must reach it."""
+    import socket
+
+    with socket.socket(socket.AF_INET6) as probe:
+        try:
+            probe.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback here")
+    svc = tmp_path / "svc"
+    svc.mkdir()
+    (svc / "__main__.py").write_text(IPV6_ONLY)
+    runner = run_runner([svc, "--check"])
+    assert runner.proc.returncode == 0, runner.stderr
+    assert "check passed: GET /ready -> 200 OK" in runner.stderr
+
+
+def test_a_stop_while_the_check_waits_for_ready_is_acted_on_at_once(tmp_path: Path) -> None:
+    """A model still loading (/ready: 503 "starting") and a cancelled CI job: no 60 s wait."""
+    svc = write_service(tmp_path / "svc", reply='{"status": "starting"}', status_expr="503",
+                        signals="signal.signal(signal.SIGTERM, lambda *a: os._exit(7))")
+    runner = RunnerProcess([svc, "--check"])
+    try:
+        runner.wait_log("service ready")
+        wait_for(lambda: runner.get("/ready") is not None, 10, "the service to answer")
+        runner.signal()
+        stopped_at = time.monotonic()
+        status = runner.finish(timeout=30)
+    finally:
+        runner.kill()
+    assert (status, "SIGTERM received" in runner.stderr) == (7, True), runner.stderr
+    assert time.monotonic() - stopped_at < 5
+    assert "has not opened port" not in runner.stderr
 
 
 def run_on_terminal(args: list[str | Path]) -> tuple[int, str]:

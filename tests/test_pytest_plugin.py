@@ -266,15 +266,42 @@ def test_unknown_scope(live_service):
 @pytest.mark.live_service(code={str(svc)!r}, args=["--restart", "sometimes"])
 def test_bad_runner_flag(live_service):
     pass
+
+
+@pytest.mark.live_service(code={str(svc)!r}, args=["--port", "18999"])
+def test_own_port(live_service):
+    pass
 ''')
     result = run_inner(pytester)
-    result.assert_outcomes(errors=3)
+    result.assert_outcomes(errors=4)
     report = result.stdout.str()
     assert "live_service marker: unknown option(s) port (known: code, env, args, scope)" in report
     assert "live_service marker: scope must be one of module, function, got 'session'" in report
     assert ("bad live_service args ['--restart', 'sometimes']: argument --restart: invalid "
             "choice: 'sometimes'") in report
+    assert ("bad live_service args ['--port', '18999']: the fixture gives the service a free "
+            "port of its own (live_service.port, .url): leave --port out") in report
     assert "During handling" not in report
+
+
+def test_a_bad_timeout_option_errors_saying_what_is_wrong(
+    pytester: pytest.Pytester, svc: Path
+) -> None:
+    pytester.makeini("[pytest]\nlive_service_timeout = soon\n")
+    pytester.makepyfile(test_it=f"""
+import pytest
+
+
+@pytest.mark.live_service(code={str(svc)!r})
+def test_it(live_service):
+    pass
+""")
+    result = run_inner(pytester)
+    result.assert_outcomes(errors=1)
+    report = result.stdout.str()
+    assert ("ini option live_service_timeout: expected a number of seconds, got 'soon'"
+            in report), report
+    assert "Traceback" not in report and "ValueError" not in report
 
 
 def test_nothing_to_serve_errors_saying_what_to_do(pytester: pytest.Pytester) -> None:

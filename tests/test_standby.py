@@ -200,6 +200,45 @@ def test_an_error_in_a_warm_start_shows_a_cold_starts_traceback(tmp_path: Path) 
     assert runner.error_line().endswith("ValueError: boom (fix the error above and start again)")
 
 
+def last_run_output(stderr: str) -> list[str]:
+    """What the service started last wrote to stderr (the runner's lines left out)."""
+    last = stderr[stderr.rindex("service started"):]
+    return [line for line in last.splitlines()[1:]
+            if not line.startswith(("[runner ", "error: "))]
+
+
+def restart_after(edit: str, svc: Path, standby: str) -> RunnerProcess:
+    """The runner's run when `edit` breaks the main, then the service crashes once."""
+    runner = RunnerProcess([svc, standby, "--max-restarts", "1"])
+    try:
+        runner.wait_http()
+        if standby == "--standby":
+            runner.wait_log("standby: the spare")
+        if edit == "syntax error":
+            (svc / "__main__.py").write_text("def (:\n")
+        else:
+            (svc / "__main__.py").unlink()
+        crash(runner)
+        runner.finish()
+    finally:
+        runner.kill()
+    return runner
+
+
+@pytest.mark.parametrize("edit", ["syntax error", "main removed"])
+def test_a_broken_main_in_a_warm_start_shows_what_a_cold_start_shows(
+    tmp_path: Path, edit: str
+) -> None:
+    """A save with a typo (or a main deleted) before a crash: no frames of the runner's spare."""
+    warm = restart_after(edit, write_service(tmp_path / "warm"), "--standby")
+    cold = restart_after(edit, write_service(tmp_path / "cold"), "--no-standby")
+    assert "from the standby" in warm.stderr
+    assert warm.proc.returncode == cold.proc.returncode == 5
+    assert (last_run_output(warm.stderr) ==
+            [line.replace("/cold/", "/warm/") for line in last_run_output(cold.stderr)])
+    assert "spare.py" not in warm.stderr
+
+
 def test_runner_standby_1_turns_it_on(service: Path) -> None:
     runner = RunnerProcess([service], env={"RUNNER_STANDBY": "1"})
     try:

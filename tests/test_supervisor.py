@@ -4,11 +4,13 @@ import os
 import re
 import signal
 import socket
+import sys
 import textwrap
 import time
 from pathlib import Path
 
-from helpers import RunnerProcess, pid_alive, run_runner, wait_for, write_service
+import pytest
+from helpers import RunnerProcess, pid_alive, run_runner, serve_once, wait_for, write_service
 
 
 def script(tmp_path: Path, source: str) -> Path:
@@ -357,3 +359,91 @@ def test_a_folder_service_can_start_multiprocessing_spawn_workers(tmp_path: Path
         runner.signal()
         runner.finish()
     assert answer == (200, b"from a spawn worker"), runner.stderr
+
+
+@pytest.mark.parametrize("standby", ["--no-standby", "--standby"])
+def test_a_code_folder_removed_before_a_restart_is_one_error_line(
+    tmp_path: Path, standby: str
+) -> None:
+    """A service that deletes its own folder (or a `git clean` meanwhile) cannot be restarted."""
+    svc = script(tmp_path, """\
+        import os, shutil, sys
+        shutil.rmtree(os.path.dirname(os.path.abspath(__file__)))
+        sys.exit(1)
+    """)
+    runner = run_runner([svc, standby], timeout=20)
+    assert runner.proc.returncode == 5
+    assert runner.error_line() == (
+        f"error: cannot start the service again: its folder {svc} is gone "
+        "(No such file or directory): restore the code and start the runner again")
+
+
+def test_a_full_disk_under_the_log_loses_output_but_not_the_service(tmp_path: Path) -> None:
+    """stdout on a full disk (ENOSPC): its lines are dropped, the service goes on serving."""
+    svc = write_service(tmp_path / "svc", body="print('starting', flush=True)")
+    to_full_disk = ["sh", "-c", 'exec "$@" >/dev/full', "sh", sys.executable, "-m", "runner"]
+    runner = RunnerProcess([svc], argv0=to_full_disk)
+    try:
+        runner.wait_log("service ready")
+        answer = runner.get()
+    finally:
+        runner.signal()
+        status = runner.finish()
+    assert (answer, status) == ((200, b"ok"), 0), runner.stderr
+    assert "Traceback" not in runner.stderr
+
+
+#: Beyond what poll(2) takes (2**31 ms, 24.8 days): "wait as good as forever".
+MONTH = str(31 * 24 * 3600)
+
+
+def test_a_stop_timeout_of_a_month_waits_instead_of_crashing(tmp_path: Path) -> None:
+    svc = write_service(tmp_path / "svc", signals="signal.signal(signal.SIGTERM, signal.SIG_IGN)")
+    runner = RunnerProcess([svc, "--stop-timeout", MONTH])
+    try:
+        runner.wait_http()
+        runner.signal(signal.SIGTERM)
+        runner.wait_log("stopping the service")
+        runner.signal(signal.SIGQUIT)  # a person who will not wait a month
+        status = runner.finish(timeout=10)
+    finally:
+        runner.kill()
+    assert status == 137, runner.stderr
+    assert "Traceback" not in runner.stderr
+
+
+def test_a_network_timeout_of_a_month_clones_instead_of_crashing(tmp_path: Path) -> None:
+    from test_containment import git_repo
+
+    repo = git_repo(tmp_path / "repo", reply="cloned")
+    reply, _ = serve_once([f"git+file://{repo}", "--network-timeout", MONTH])
+    assert reply == "cloned"
+
+
+def test_a_runner_started_with_stdin_stdout_and_stderr_closed_serves(tmp_path: Path) -> None:
+    """As some process managers start it: no log to write to is no reason not to serve.
+
+    Byte 15 is SIGTERM's number: written into a pipe of the runner's that took the number
+    of its closed stdout (its signal pipe), it would stop the service.
+    """
+    svc = write_service(tmp_path / "svc", body="print(chr(15), flush=True)")
+    closed = ["sh", "-c", 'exec "$@" <&- >&- 2>&-', "sh", sys.executable, "-m", "runner"]
+    runner = RunnerProcess([svc], argv0=closed)
+    try:
+        answer = runner.wait_http(timeout=20)
+    finally:
+        runner.signal()
+        status = runner.finish()
+    assert (answer, status) == ((200, b"ok"), 0)
+
+
+def test_the_backoff_stays_at_its_longest_after_a_thousand_quick_failures() -> None:
+    """`--max-restarts 1000000` (restart for ever) and a database down overnight: 1025 quick
+    failures, 30 s apart, are 8.5 hours, too long to run through the runner here; 0.5 * 2**1024
+    overflowed a float and ended the runner."""
+    from runner.supervisor.backoff import MAX_DELAY, Backoff, Ending
+
+    backoff = Backoff(max_restarts=1_000_000, min_uptime=10)
+    for attempt in range(1100):
+        backoff.record(0.1, Ending(1, (f"connection refused, attempt {attempt}",)))
+    assert (backoff.delay, backoff.exhausted) == (MAX_DELAY, False)

@@ -63,4 +63,5 @@ class Backoff:
         """Seconds to wait before the next start."""
         if self.failures == 0:
             return 0.0
-        return min(FIRST_DELAY * 2 ** (self.failures - 1), MAX_DELAY)
+        doublings = min(self.failures - 1, 64)  # past 2**1023 a float overflows
+        return min(FIRST_DELAY * 2 ** doublings, MAX_DELAY)

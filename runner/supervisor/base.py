@@ -21,7 +21,7 @@ from runner import log, signals
 from runner.config import Config
 from runner.errors import ServiceError
 from runner.output import Tail, pump, write_all
-from runner.proc import Child, end, signal_group, spawn
+from runner.proc import Child, end, poll_ms, signal_group, spawn
 from runner.supervisor.backoff import Backoff, Ending
 from runner.supervisor.readiness import group_listens, port_in_use
 
@@ -36,11 +36,6 @@ SECOND_STOP_AFTER = 0.5  # a repeated stop sooner than this is a duplicate, not 
 def _probe_interval(elapsed: float) -> float:
     """Probe often while a fast service is likely to come up, then back off."""
     return 0.005 if elapsed < 2 else 0.05 if elapsed < 10 else 0.25
-
-
-def _ms(seconds: float | None) -> int | None:
-    """A poll timeout in milliseconds, rounded up so a timer never fires early."""
-    return None if seconds is None else int(seconds * 1000) + 1
 
 
 def _earliest(*timeouts: float | None) -> float | None:
@@ -152,7 +147,18 @@ class Supervisor:
             child = self.standby.take(self._wakeup_r)
             if child is not None:
                 return self.track(child, " from the standby")
-        return self.track(spawn(self.argv, cwd=self.cwd, env=self.env))
+        return self.track(self._spawn())
+
+    def _spawn(self) -> Child:
+        """A new service process; `ServiceError` when it cannot start (its folder is gone)."""
+        try:
+            return spawn(self.argv, cwd=self.cwd, env=self.env)
+        except OSError as exc:
+            if not self.cwd.is_dir():  # the service deleted it, or a `git clean` meanwhile
+                raise ServiceError(
+                    f"cannot start the service again: its folder {self.cwd} is gone "
+                    f"({exc.strerror}): restore the code and start the runner again") from None
+            raise ServiceError(f"cannot start the service: {exc}") from None
 
     def prepare_standby(self) -> None:
         """With --standby: have a spare ready for the next start."""
@@ -175,7 +181,7 @@ class Supervisor:
         """Pass output on and watch the port until the service process exits."""
         warned_at = 0.0
         while run.child.poll() is None:
-            for fd, _ in self._poller.poll(_ms(self._timeout(run))):
+            for fd, _ in self._poller.poll(poll_ms(self._timeout(run))):
                 self.on_event(run, fd)
             self.tick(run)
             self._check_stop_deadline(run)
@@ -224,9 +230,14 @@ class Supervisor:
             left = None if deadline is None else deadline - time.monotonic()
             if self._go or (left is not None and left <= 0):
                 return True
-            for fd, _ in self._poller.poll(_ms(_earliest(left, self.timer()))):
+            for fd, _ in self._poller.poll(poll_ms(_earliest(left, self.timer()))):
                 self.on_event(None, fd)
         return False
+
+    def stop_pending(self, seconds: float) -> bool:
+        """For variants that wait outside the loop: whether a stop signal comes within
+        `seconds`. It is left for the loop to act on."""
+        return bool(select.select([self._wakeup_r], [], [], seconds)[0])
 
     def restart_now(self) -> None:
         """For variants: end a `wait` early (a change came)."""
@@ -344,7 +355,7 @@ class Supervisor:
             self.stop_service(run)
 
     def _warn_not_ready(self, run: Run, warned_at: float) -> float:
-        if run.ran_for - warned_at >= WAITING_WARNING_EVERY:
+        if run.ready_after is None and run.ran_for - warned_at >= WAITING_WARNING_EVERY:
             log.warn(f"service has not opened port {self.config.port} after "
                      f"{run.ran_for:.0f} s (it must listen on $PORT)")
             return run.ran_for

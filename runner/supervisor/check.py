@@ -17,6 +17,7 @@ from runner.supervisor.base import Exit, Restart, Run, Supervisor, exit_status
 DEFAULT_READY_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 10.0
 SHOWN_BYTES = 200
+LOOPBACKS = ("127.0.0.1", "::1")
 READY_POLL = 0.05  # between asks of /ready while the service says it is starting
 
 
@@ -32,7 +33,8 @@ class CheckSupervisor(Supervisor):
 
     def on_ready(self, run: Run) -> None:
         self.answer = self._ask(run)
-        self.stop_service(run)
+        if self.answer is not None:  # else a stop came, which the loop acts on
+            self.stop_service(run)
 
     def after_exit(self, run: Run, returncode: int) -> Restart | Exit:
         raise ServiceError(
@@ -51,13 +53,17 @@ class CheckSupervisor(Supervisor):
             return Exit(0)
         raise ServiceError(f"check failed: {summary} (a healthy service answers 2xx or 3xx)")
 
-    def _ask(self, run: Run) -> tuple[str, int, str, bytes]:
-        """GET /ready (once it no longer says "starting"), else /health, else /."""
+    def _ask(self, run: Run) -> tuple[str, int, str, bytes] | None:
+        """GET /ready (once it no longer says "starting"), else /health, else /.
+
+        None when a stop signal came while /ready said "starting".
+        """
         assert self.config.ready_timeout is not None  # set by run()
         deadline = time.monotonic() + self.config.ready_timeout - run.ran_for
         answer = self._get("/ready")
         while _starting(answer) and time.monotonic() < deadline:
-            time.sleep(READY_POLL)
+            if self.stop_pending(READY_POLL):
+                return None
             answer = self._get("/ready")
         for path in ("/health", "/"):
             if answer[1] != 404:
@@ -66,22 +72,28 @@ class CheckSupervisor(Supervisor):
         return answer
 
     def _get(self, path: str) -> tuple[str, int, str, bytes]:
+        """One GET on the loopback: IPv4's, else IPv6's (a service bound to ::1 only)."""
         import http.client  # 10 ms of imports (ssl, email) only a check needs
 
         deadline = time.monotonic() + REQUEST_TIMEOUT
-        conn = http.client.HTTPConnection("127.0.0.1", self.config.port, timeout=REQUEST_TIMEOUT)
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            return path, resp.status, resp.reason, resp.read(SHOWN_BYTES)
-        except (OSError, http.client.HTTPException) as exc:
-            waited = REQUEST_TIMEOUT - (deadline - time.monotonic())
-            raise ServiceError(
-                f"check failed: GET {path} on port {self.config.port} got no answer "
-                f"after {waited:.1f} s ({exc})"
-            ) from None
-        finally:
-            conn.close()
+        for host in LOOPBACKS:
+            conn = http.client.HTTPConnection(host, self.config.port, timeout=REQUEST_TIMEOUT)
+            try:
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                return path, resp.status, resp.reason, resp.read(SHOWN_BYTES)
+            except ConnectionRefusedError as exc:
+                refused = exc  # not on this loopback: the next one
+            except (OSError, http.client.HTTPException) as exc:
+                raise self._no_answer(path, deadline, exc) from None
+            finally:
+                conn.close()
+        raise self._no_answer(path, deadline, refused) from None
+
+    def _no_answer(self, path: str, deadline: float, exc: Exception) -> ServiceError:
+        waited = REQUEST_TIMEOUT - (deadline - time.monotonic())
+        return ServiceError(f"check failed: GET {path} on port {self.config.port} got no "
+                            f"answer after {waited:.1f} s ({exc})")
 
 
 def _starting(answer: tuple[str, int, str, bytes]) -> bool:

@@ -99,12 +99,24 @@ def _restore_signals(fresh):
 
 
 def _run_as_main(main_file):
-    """Run the main in the real `__main__` module, as `python MAIN` does."""
-    with open(main_file, "rb") as f:
-        code = compile(f.read(), main_file, "exec", dont_inherit=True)
+    """Run the main in the real `__main__` module, as `python MAIN` does.
+
+    A main that is gone or does not compile (a save with a typo) ends as a cold
+    start's does: the same message and status, no frame of this file.
+    """
     # Only locals from here: this module's own names go when its namespace becomes the main's.
     system, builtins_module = sys, builtins
     hook = _hiding_our_frames(sys.excepthook, system)
+    system.excepthook = hook
+    try:
+        with open(main_file, "rb") as f:
+            source = f.read()
+    except OSError as exc:
+        python = getattr(sys, "orig_argv", [sys.executable])[0]
+        sys.stderr.write(f"{python}: can't open file {main_file!r}: "
+                         f"[Errno {exc.errno}] {exc.strerror}\n")
+        raise SystemExit(2) from None
+    code = compile(source, main_file, "exec", dont_inherit=True)
     loader = importlib.machinery.SourceFileLoader("__main__", main_file)
     namespace = sys.modules["__main__"].__dict__
     namespace.clear()
@@ -112,7 +124,6 @@ def _run_as_main(main_file):
         __name__="__main__", __doc__=None, __package__=None, __spec__=None, __loader__=loader,
         __file__=main_file, __cached__=None, __builtins__=builtins_module,
     )
-    system.excepthook = hook
     exec(code, namespace)
 
 

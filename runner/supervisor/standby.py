@@ -34,9 +34,13 @@ class Standby:
         """Start a spare for this command unless one is waiting or the standby is off."""
         if self._spare is not None or self.off_because is not None:
             return
-        modules = third_party_imports(cwd)
         self._started = time.monotonic()
-        self._spare = Zygote(argv, cwd, env, modules)
+        try:
+            modules = third_party_imports(cwd)
+            self._spare = Zygote(argv, cwd, env, modules)
+        except OSError as exc:  # its folder is gone: the cold start says so
+            self._turn_off(f"a spare could not start ({exc.strerror or exc})")
+            return
         self._poller.register(self._spare.fileno(), select.POLLIN)
         log.info(f"standby: a spare interpreter (pid {self._spare.child.main_pid}) is importing "
                  f"{len(modules)} modules")

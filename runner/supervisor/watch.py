@@ -1,8 +1,9 @@
 """`--watch`: restart the service when its code changes, for testing code by hand.
 
 watchdog observes the code root only (watching site-packages overflows
-inotify). Paths are filtered here, not with watchdog's pattern handler (which
-missed every event with watchdog 7 on this kind of machine). A burst of saves
+inotify); with no inotify instance or watch left, it polls the tree instead.
+Paths are filtered here, not with watchdog's pattern handler (which missed
+every event with watchdog 7 on this kind of machine). A burst of saves
 becomes one restart: changes are collected until the tree has been quiet for
 a moment. A dependency file among them re-runs the install steps, which
 re-run only what changed (stamps). A service that exits on its own is not
@@ -18,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from runner import log
+from runner import log, signals
 from runner.config import Config
 from runner.errors import InstallError
 from runner.install import STEPS, dependency_files
@@ -26,8 +27,9 @@ from runner.supervisor.base import Exit, Restart, Run, Supervisor, exit_status
 
 QUIET = 0.05  # seconds without events that end a burst of saves
 MAX_BURST = 1.0  # restart at the latest this long after the first change
+POLL_EVERY = 1.0  # seconds between looks at the tree when inotify cannot be had
 IGNORED = (".git", ".hg", ".svn", ".bzr", "__pycache__", "*.pyc", "*.pyo", "*.swp", "*.swx",
-           "*~", ".#*", "4913", ".ipynb_checkpoints", ".pytest_cache", ".mypy_cache")
+           "*~", ".#*", "#*#", "4913", ".ipynb_checkpoints", ".pytest_cache", ".mypy_cache")
 #: The files of the install steps: a change to one re-runs the install.
 DEPENDENCY_FILES = {name for step in STEPS for name in step.filenames}
 #: watchdog event types that mean content changed (not opened, not read).
@@ -59,6 +61,14 @@ class ChangeFilter:
             ):
                 return None
         return str(rel)
+
+
+def _started(observer: Any, handler: Any, root: Path) -> Any:
+    """`observer` watching `root` and its subfolders, running (a daemon thread)."""
+    observer.schedule(handler, str(root), recursive=True)
+    observer.daemon = True
+    observer.start()
+    return observer
 
 
 class WatchSupervisor(Supervisor):
@@ -110,11 +120,15 @@ class WatchSupervisor(Supervisor):
                 with contextlib.suppress(BlockingIOError):  # the loop is due to wake anyway
                     os.write(supervisor._events_w, b".")
 
-        observer = Observer()
-        observer.schedule(Handler(), str(self.cwd), recursive=True)
-        observer.daemon = True
-        observer.start()
-        return observer
+        try:
+            return _started(Observer(), Handler(), self.cwd)
+        except OSError as exc:  # no inotify instance or watch left for us
+            from watchdog.observers.polling import PollingObserver
+
+            log.warn(f"cannot watch {self.cwd} with inotify ({exc.strerror or exc}): polling it "
+                     f"every {POLL_EVERY:g} s instead (raise fs.inotify.max_user_instances or "
+                     "max_user_watches to see changes at once)")
+            return _started(PollingObserver(timeout=POLL_EVERY), Handler(), self.cwd)
 
     def on_event(self, run: Run | None, fd: int) -> None:
         if fd != self._events_r:
@@ -180,7 +194,8 @@ class WatchSupervisor(Supervisor):
         log.info(f"changed: {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}")
         if (DEPENDENCY_FILES | dependency_files(self.cwd)) & set(changed):
             try:
-                argv, env = self.reinstall()
+                with signals.stoppable():
+                    argv, env = self.reinstall()
             except InstallError as exc:
                 log.warn(f"{exc}; starting the service with what is installed")
                 return
