@@ -126,6 +126,15 @@ def replica_ready(name: str) -> bool:
     return podman("exec", name, "python3", "-c", probe, check=False).returncode == 0
 
 
+def reached_through_nginx(stack: Stack, name: str) -> bool:
+    """Whether one of a few GETs through nginx reached replica `name` (by its access log)."""
+    token = uuid.uuid4().hex
+    for _ in range(6):  # nginx tries the replicas from a random one on
+        http_get(stack.url(f"/echo/{token}"), timeout=10)
+    logs = podman("logs", name)
+    return token in logs.stdout + logs.stderr
+
+
 def test_compose_stack_serves_tasks_and_leaves_nothing(stack: Stack) -> None:
     stack.compose("up", "--detach", "--build", timeout=UP_TIMEOUT)
     label = f"label=io.podman.compose.project={stack.project}"
@@ -143,12 +152,15 @@ def test_compose_stack_serves_tasks_and_leaves_nothing(stack: Stack) -> None:
     statuses = [task_status(status_url) for _ in range(6)]  # every replica, most likely
 
     # A rolling restart as deploy/README.md tells it: each replica restarted in
-    # turn, the next once it is ready. A restarted container comes back at a new
-    # address, which nginx must find.
+    # turn, the next once it is ready and nginx sends it requests. A restarted
+    # container comes back at a new address, which nginx must find; until it has
+    # (up to 2 s), stopping the next one could leave nginx no address that answers.
     load = SteadyGets(stack.url("/echo/rolling"))
     for name in replicas:
         podman("restart", "--time", "40", name)
         wait_for(lambda name=name: replica_ready(name), 60, f"{name} ready again")
+        wait_for(lambda name=name: reached_through_nginx(stack, name), 30,
+                 f"nginx to send {name} requests")
     after_restart = [answered_200(stack.url("/echo/restarted")) is not None for _ in range(6)]
     failed_during_restart = load.stop()
 
