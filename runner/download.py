@@ -28,6 +28,8 @@ TRIES = 3
 #: server or a flaky link, short enough that a dead one fails fast.
 BACKOFF = (1.0, 2.0)
 CHUNK = 256 * 1024
+#: The most bytes of a small JSON document read (ML Lab's file info is under 1 KB).
+JSON_LIMIT = 2**20
 
 #: Turns a refused request (status, the server's own short message) into the
 #: text of the `error:` line; each source knows what the user should do.
@@ -59,11 +61,20 @@ class _Retry(Exception):
 
 
 def get_json(req: Request, config: Config) -> Any:
-    """GET a small JSON document (e.g. ML Lab's file info), with the same retries."""
+    """GET a small JSON document (e.g. ML Lab's file info), with the same retries; at
+    most JSON_LIMIT bytes of it are read (a server that is not ML Lab may send anything)."""
 
     def read(resp: "requests.Response") -> Any:
+        body = bytearray()
+        for chunk in resp.iter_content(CHUNK):
+            body += chunk
+            if len(body) > JSON_LIMIT:
+                raise ResolveError(
+                    f"{req.what}: the server's answer is over {JSON_LIMIT // 2**20} MB, not a "
+                    "small JSON document: check the endpoint URL"
+                )
         try:
-            return resp.json()
+            return json.loads(body)
         except ValueError:
             raise ResolveError(
                 f"{req.what}: the server did not answer with JSON (HTTP {resp.status_code}, "

@@ -150,6 +150,11 @@ BAD: dict[str, tuple[Callable[[LabServer], None], str, dict[str, str], list[str]
                                      "svc.py", {},
                                      ["the server did not answer with JSON (HTTP 200, text/html",
                                       "check the endpoint URL"]),
+    "file info far too large": (
+        _hook("info_answer", ("application/json",
+                              '{"data": {"name": "svc.py", "x": "' + "x" * 2_000_000 + '"}}')),
+        "svc.py", {}, ["'svc.py' of project 'team-svc': the server's answer is over 1 MB, "
+                       "not a small JSON document: check the endpoint URL"]),
     "JSON without data": (_hook("info_answer", ("application/json", '{"status": "ok"}')),
                           "svc.py", {},
                           ["the file info from http://127.0.0.1:",
