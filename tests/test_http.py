@@ -250,6 +250,9 @@ def raw_server(answer: bytes) -> Iterator[int]:
         yield listener.getsockname()[1]
     finally:
         stop.set()
+        # shutdown() first: close() alone leaves the thread's accept() waiting, and the
+        # port listening, answering some later test's connection with `answer`
+        listener.shutdown(socket.SHUT_RDWR)
         listener.close()
         thread.join(timeout=10)
 
