@@ -521,6 +521,7 @@ def silent_server() -> Iterator[tuple[int, list[socket.socket]]]:
 
     threading.Thread(target=accept, daemon=True).start()
     yield listener.getsockname()[1], accepted
+    listener.shutdown(socket.SHUT_RDWR)  # close() alone leaves accept() waiting, still listening
     listener.close()
     for conn in accepted:
         conn.close()
