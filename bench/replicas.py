@@ -145,10 +145,13 @@ LOG_FORMAT = "$status $request_method $uri tried $upstream_addr got $upstream_st
 
 
 @contextlib.contextmanager
-def nginx(folder: Path, upstreams: list[int]) -> Iterator[Nginx]:
-    """The compose stack's nginx.conf in front of `upstreams`, in a folder of its own."""
-    with loopback_nginx(Path(tempfile.mkdtemp(dir=folder)), upstreams, LOG_FORMAT) as proxy:
-        yield proxy
+def cluster(count: int, redis_url: str, folder: Path) -> Iterator[tuple[list[Replica], Nginx]]:
+    """`count` replicas, and the compose stack's nginx.conf in front of them (writing in a
+    folder of its own): (the replicas, nginx)."""
+    with replicas(count, redis_url, folder) as started, \
+            loopback_nginx(Path(tempfile.mkdtemp(dir=folder)), [r.port for r in started],
+                           LOG_FORMAT) as proxy:
+        yield started, proxy
 
 
 def failures(proxy: Nginx) -> list[str]:
@@ -312,10 +315,8 @@ def running_tasks(port: int, ids: list[str]) -> list[str]:
 def throughput(folder: Path, redis_port: int) -> dict[int, float]:
     rates = {}
     for count in (1, 2, 3):
-        with replicas(count, f"redis://127.0.0.1:{redis_port}/1", folder) as started, \
-                nginx(folder, [r.port for r in started]) as proxy:
-            port = proxy.port
-            load = Wrk(port, THROUGHPUT_SECONDS)
+        with cluster(count, f"redis://127.0.0.1:{redis_port}/1", folder) as (_, proxy):
+            load = Wrk(proxy.port, THROUGHPUT_SECONDS)
             load.proc.wait(THROUGHPUT_SECONDS + 30)
             result = load.stop()
             if result.failed:
@@ -335,8 +336,7 @@ class KillResult:
 
 
 def kill_one(folder: Path, redis_port: int) -> KillResult:
-    with replicas(REPLICAS, f"redis://127.0.0.1:{redis_port}/2", folder) as started, \
-            nginx(folder, [r.port for r in started]) as proxy:
+    with cluster(REPLICAS, f"redis://127.0.0.1:{redis_port}/2", folder) as (started, proxy):
         port = proxy.port
         load = Wrk(port)
         submitted = Submitted()
@@ -350,7 +350,7 @@ def kill_one(folder: Path, redis_port: int) -> KillResult:
         os.kill(victim.service_pid(), signal.SIGKILL)
         watch = RerunWatch(port, running, killed_at)
         victim.wait_ready()  # the runner restarts it; wrk keeps going meanwhile
-        time.sleep(3)  # the load goes on past the restart and nginx's fail_timeout
+        time.sleep(3)  # the load goes on past the restart: nginx sends to it again
         result = load.stop()
         completed_after = wait_completed(port, submitted.ids)
         paused = watch.paused()
@@ -369,8 +369,7 @@ class RollingResult:
 
 
 def rolling_restart(folder: Path, redis_port: int) -> RollingResult:
-    with replicas(REPLICAS, f"redis://127.0.0.1:{redis_port}/3", folder) as started, \
-            nginx(folder, [r.port for r in started]) as proxy:
+    with cluster(REPLICAS, f"redis://127.0.0.1:{redis_port}/3", folder) as (started, proxy):
         port = proxy.port
         load = Wrk(port)
         submitted = Submitted()
