@@ -42,6 +42,26 @@ def test_not_ready_while_startup_runs_and_endpoints_say_retry(start_service,
     assert get(svc, "/ready") == (200, {"status": "ready"})
 
 
+def test_a_request_in_the_last_moment_of_startup_waits_for_it(start_service,
+                                                              tmp_path: Path) -> None:
+    """A load balancer without a readiness probe (nginx) sends requests as soon as the
+    port accepts: a POST that came while startup was finishing was answered 503, which
+    nginx cannot pass on once sent (bench/replicas.py lost one in a rolling restart).
+    It waits for startup, up to STARTING_HOLD, and is served."""
+    svc = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), STARTUP_GATE="startup")
+    svc.wait_listening()
+    opener = threading.Timer(0.3, open_gate, (tmp_path, "startup"))
+    opener.start()
+    conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=5)
+    try:
+        conn.request("POST", "/predict", b"{}", {"Content-Type": "application/json"})
+        status = conn.getresponse().status
+    finally:
+        conn.close()
+        opener.join()
+    assert status == 200
+
+
 def test_a_startup_that_raises_fails_health_and_exits_1(start_service, tmp_path: Path) -> None:
     svc = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), STARTUP_FAILS="1")
     svc.wait_listening()

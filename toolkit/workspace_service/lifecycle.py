@@ -14,12 +14,19 @@ class Lifecycle:
 
     def __init__(self) -> None:
         self.status = STARTING
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
 
     def _move(self, to: str, allowed_from: tuple[str, ...]) -> None:
-        with self._lock:
+        with self._changed:
             if self.status in allowed_from:
                 self.status = to
+                self._changed.notify_all()
+
+    def past_starting(self, timeout: float) -> str:
+        """The status once it is no longer `starting`, or after `timeout` seconds."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.status != STARTING, timeout)
+            return self.status
 
     def ready(self) -> None:
         """Startup finished: accept work (unless a stop already began)."""

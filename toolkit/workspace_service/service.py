@@ -45,6 +45,9 @@ from .tasks.base import (
 
 log = logging.getLogger("workspace_service")
 TASK_STATUS_RULE = "/tasks/<task_id>"
+#: Seconds a request that comes while the service is starting waits for it to be ready
+#: before its 503 (as long as the Retry-After it would be told).
+STARTING_HOLD = 1.0
 
 
 @dataclass
@@ -279,10 +282,13 @@ class Service:
 
     # ---- answers
     def _refuse_unless_started(self) -> None:
-        """503 while starting or after startup failed. A draining service still serves:
-        for DRAIN_DELAY the load balancer may still send requests, and after it the
-        listener is closed, so what arrives was accepted and must be answered."""
-        status = self.lifecycle.status
+        """503 while starting or after startup failed. A request that comes while
+        starting first waits up to STARTING_HOLD: a load balancer without a readiness
+        probe (nginx) sends requests once the port accepts, and a 503 to a POST it has
+        sent is lost. A draining service still serves: for DRAIN_DELAY the load balancer
+        may still send requests, and after it the listener is closed, so what arrives
+        was accepted and must be answered."""
+        status = self.lifecycle.past_starting(STARTING_HOLD)
         if status in (STARTING, FAILED):
             raise Rejected(503, f"the service is {status}; retry shortly", status,
                            {"Retry-After": RETRY_AFTER})
