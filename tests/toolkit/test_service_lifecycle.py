@@ -65,7 +65,10 @@ def test_a_request_in_the_last_moment_of_startup_waits_for_it(start_service,
 def test_a_startup_that_raises_fails_health_and_exits_1(start_service, tmp_path: Path) -> None:
     svc = start_service(STANDARD, wait=False, GATE_DIR=str(tmp_path), STARTUP_FAILS="1")
     svc.wait_listening()
-    health, ready = get(svc, "/health"), get(svc, "/ready")
+    # The port opens before startup runs: it says "starting" until the startup raises.
+    health = wait_for(lambda: (h := get(svc, "/health")) and h[0] != 200 and h, 5,
+                      "/health to change from starting")
+    ready = get(svc, "/ready")
     code = svc.wait(10)
     assert health == (500, {"health": "false", "status": "failed"})
     assert ready == (503, {"status": "failed"})
